@@ -1,0 +1,176 @@
+"""Processor for MixingBuddy: audio preparation, chat prompts with expanded audio placeholders, advice parsing."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+# ---------------------------------------------------------------------------------------------
+# Task vocabulary: stems, error categories and the text templates used for training data.
+# ---------------------------------------------------------------------------------------------
+
+STEMS = ("bass", "drums", "other", "vocals")
+TARGET_STEMS = ("bass", "drums", "vocals")  # `other` is always in the mix but never target nor anchor
+PLURAL_STEMS = frozenset({"drums", "vocals"})
+
+
+@dataclass(frozen=True)
+class ErrorCategory:
+    """A flaw category: the range of gain applied to the target stem, in dB (signed)."""
+
+    name: str
+    min_gain_db: float
+    max_gain_db: float
+
+    @property
+    def direction(self) -> str:
+        """The correction the advice asks for: the opposite of the flaw."""
+        if self.max_gain_db < 0:
+            return "increase"
+        if self.min_gain_db > 0:
+            return "decrease"
+        return "none"
+
+    @property
+    def correction_db(self) -> tuple[float, float]:
+        """(smallest, largest) size of the correction the advice names, in dB."""
+        low, high = sorted((abs(self.min_gain_db), abs(self.max_gain_db)))
+        return low, high
+
+
+CATEGORIES = {
+    c.name: c
+    for c in (
+        ErrorCategory("very_quiet", -12.0, -6.0),
+        ErrorCategory("quiet", -6.0, -3.0),
+        ErrorCategory("no_error", 0.0, 0.0),
+        ErrorCategory("loud", 3.0, 6.0),
+        ErrorCategory("very_loud", 6.0, 12.0),
+    )
+}
+
+SYSTEM_PROMPT = (
+    "You are MixingBuddy, an assistant for music mixing engineers. You listen to a mix and give "
+    "precise, concise advice about the gain balance of its stems."
+)
+
+# Placeholders: {stems} (e.g. "bass, drums, other and vocals") and {anchor}.
+INSTRUCTION_TEMPLATES = (
+    "This mix contains {stems}. Keep the {anchor} as the reference level. Is any stem too loud or too quiet?",
+    "Listen to this mix of {stems}. Taking the {anchor} as correctly balanced, which stem needs a gain change, and by how much?",
+    "The stems in this mix are {stems}. Using the {anchor} as the anchor, tell me if the gain balance needs fixing.",
+    "Here is a ten-second excerpt with {stems}. The {anchor} level is correct. What gain adjustment would you make?",
+    "Check the balance of this mix ({stems}). Judge every level relative to the {anchor}.",
+    "I mixed {stems}. Assume the {anchor} sits where it should. Does anything need to be turned up or down?",
+    "Please review the levels in this mix of {stems}, relative to the {anchor}, and suggest a gain correction if one is needed.",
+    "With the {anchor} as the reference, is any of the other stems in this mix of {stems} out of balance?",
+    "This excerpt has {stems}. Do not change the {anchor}. Which stem, if any, should I adjust?",
+    "Give me gain-balance feedback on this mix of {stems}, keeping the {anchor} fixed.",
+)
+
+# Placeholders: {stem}, {Stem} (capitalised), {is} ("is"/"are" to agree with the stem), {min_db}, {max_db}.
+RESPONSE_TEMPLATES = {
+    "very_quiet": (
+        "The {stem} {is} far too quiet. Increase the {stem} by {min_db} to {max_db} dB.",
+        "{Stem} {is} buried in the mix. Raise the {stem} by {min_db} to {max_db} dB.",
+        "The {stem} {is} much too low. Boost the {stem} by {min_db} to {max_db} dB.",
+        "I can barely hear the {stem}. Turn the {stem} up by {min_db} to {max_db} dB.",
+        "The {stem} {is} very quiet compared with the rest. Bring the {stem} up by {min_db} to {max_db} dB.",
+        "{Stem} {is} far too soft. Add {min_db} to {max_db} dB to the {stem}.",
+        "The {stem} level is much too low. Increase it by {min_db} to {max_db} dB.",
+        "The {stem} {is} lost in the mix. Push the {stem} up by {min_db} to {max_db} dB.",
+        "The {stem} {is} severely under-mixed. Raise the {stem} level by {min_db} to {max_db} dB.",
+        "The mix needs much more {stem}. Boost the {stem} by {min_db} to {max_db} dB.",
+    ),
+    "quiet": (
+        "The {stem} {is} a little too quiet. Increase the {stem} by {min_db} to {max_db} dB.",
+        "{Stem} {is} slightly low in the mix. Raise the {stem} by {min_db} to {max_db} dB.",
+        "The {stem} could be a bit louder. Boost the {stem} by {min_db} to {max_db} dB.",
+        "The {stem} {is} somewhat quiet. Turn the {stem} up by {min_db} to {max_db} dB.",
+        "The {stem} {is} slightly too soft. Bring the {stem} up by {min_db} to {max_db} dB.",
+        "{Stem} {is} a touch too low. Add {min_db} to {max_db} dB to the {stem}.",
+        "The {stem} level is a little low. Increase it by {min_db} to {max_db} dB.",
+        "The {stem} {is} slightly under-mixed. Push the {stem} up by {min_db} to {max_db} dB.",
+        "The {stem} sits a bit too far back. Raise the {stem} level by {min_db} to {max_db} dB.",
+        "The mix needs a little more {stem}. Boost the {stem} by {min_db} to {max_db} dB.",
+    ),
+    "no_error": (
+        "The mix is well balanced. No gain change is needed.",
+        "All stems sit well together. Leave the levels as they are.",
+        "The balance is good. No adjustment is necessary.",
+        "Every stem is at a suitable level. Keep the mix as it is.",
+        "The levels are balanced. There is nothing to fix.",
+        "This mix is balanced well. No stem needs a gain change.",
+        "The gain balance is correct. Leave every fader where it is.",
+        "Nothing stands out as too loud or too quiet. The mix is fine.",
+        "The stems are well balanced against each other. No changes are needed.",
+        "The mix sounds balanced. Keep all the levels unchanged.",
+    ),
+    "loud": (
+        "The {stem} {is} a little too loud. Reduce the {stem} by {min_db} to {max_db} dB.",
+        "{Stem} {is} slightly high in the mix. Lower the {stem} by {min_db} to {max_db} dB.",
+        "The {stem} could be a bit quieter. Cut the {stem} by {min_db} to {max_db} dB.",
+        "The {stem} {is} somewhat loud. Turn the {stem} down by {min_db} to {max_db} dB.",
+        "The {stem} {is} slightly too prominent. Bring the {stem} down by {min_db} to {max_db} dB.",
+        "{Stem} {is} a touch too hot. Take {min_db} to {max_db} dB off the {stem}.",
+        "The {stem} level is a little high. Decrease it by {min_db} to {max_db} dB.",
+        "The {stem} {is} slightly over-mixed. Pull the {stem} down by {min_db} to {max_db} dB.",
+        "The {stem} sits a bit too far forward. Lower the {stem} level by {min_db} to {max_db} dB.",
+        "The mix needs a little less {stem}. Cut the {stem} by {min_db} to {max_db} dB.",
+    ),
+    "very_loud": (
+        "The {stem} {is} far too loud. Reduce the {stem} by {min_db} to {max_db} dB.",
+        "{Stem} {is} overpowering the mix. Lower the {stem} by {min_db} to {max_db} dB.",
+        "The {stem} {is} much too loud. Cut the {stem} by {min_db} to {max_db} dB.",
+        "The {stem} {is} drowning out everything else. Turn the {stem} down by {min_db} to {max_db} dB.",
+        "The {stem} {is} very loud compared with the rest. Bring the {stem} down by {min_db} to {max_db} dB.",
+        "{Stem} {is} far too hot. Take {min_db} to {max_db} dB off the {stem}.",
+        "The {stem} level is much too high. Decrease it by {min_db} to {max_db} dB.",
+        "The {stem} {is} dominating the mix. Pull the {stem} down by {min_db} to {max_db} dB.",
+        "The {stem} {is} severely over-mixed. Lower the {stem} level by {min_db} to {max_db} dB.",
+        "The mix needs much less {stem}. Cut the {stem} by {min_db} to {max_db} dB.",
+    ),
+}
+
+
+def format_db(value: float) -> str:
+    """3.0 -> "3", 4.5 -> "4.5"."""
+    return f"{value:g}"
+
+
+def describe_stems(stems) -> str:
+    """("bass", "drums", "vocals") -> "bass, drums and vocals"."""
+    stems = list(stems)
+    return stems[0] if len(stems) == 1 else ", ".join(stems[:-1]) + " and " + stems[-1]
+
+
+def validate_stems(stems, anchor: str) -> list[str]:
+    """Check stem names and the anchor; return the stems in canonical order."""
+    unknown = [s for s in stems if s not in STEMS]
+    if unknown:
+        raise ValueError(f"Unknown stem name(s) {unknown}; expected stems from {list(STEMS)}.")
+    if anchor not in stems:
+        raise ValueError(f"Anchor stem {anchor!r} is not among the stems present {list(stems)}.")
+    return [s for s in STEMS if s in stems]
+
+
+def format_instruction(anchor: str, stems=STEMS, template: int = 0) -> str:
+    """The user instruction naming the stems present and the anchor (template index 0-9)."""
+    stems = validate_stems(stems, anchor)
+    return INSTRUCTION_TEMPLATES[template].format(stems=describe_stems(stems), anchor=anchor)
+
+
+def format_response(category: str, target_stem: str | None = None, template: int = 0) -> str:
+    """The ground-truth advice for a flaw `category` on `target_stem` (template index 0-9)."""
+    if category not in CATEGORIES:
+        raise ValueError(f"Unknown error category {category!r}; expected one of {list(CATEGORIES)}.")
+    low, high = CATEGORIES[category].correction_db
+    stem = target_stem or ""
+    return RESPONSE_TEMPLATES[category][template].format(
+        stem=stem,
+        Stem=stem.capitalize(),
+        **{"is": "are" if stem in PLURAL_STEMS else "is"},
+        min_db=format_db(low),
+        max_db=format_db(high),
+    )
