@@ -174,3 +174,133 @@ def format_response(category: str, target_stem: str | None = None, template: int
         min_db=format_db(low),
         max_db=format_db(high),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading advice back: parse_advice(text) -> {"stem", "direction", "min_db", "max_db"}
+# ---------------------------------------------------------------------------------------------
+
+_STEM_WORDS = {
+    **dict.fromkeys(("bass", "basses", "bassline", "basslines"), "bass"),
+    **dict.fromkeys(("drum", "drums", "percussion", "kit"), "drums"),
+    **dict.fromkeys(("vocal", "vocals", "voice", "voices", "vox", "singer", "singers", "singing", "vocalist"), "vocals"),
+}
+_REFERENCE_WORDS = frozenset({"than", "with", "against", "versus", "vs", "to", "relative"})
+_ACTION_CUES = {
+    **dict.fromkeys(("increase", "raise", "boost", "lift", "add", "amplify"), "increase"),
+    **dict.fromkeys(("reduce", "lower", "cut", "decrease", "attenuate", "trim", "drop", "tame", "lessen", "duck", "quieten"), "decrease"),
+}
+_STATE_CUES = {
+    **dict.fromkeys(
+        ("quiet", "soft", "low", "weak", "faint", "buried", "lost", "hidden", "inaudible", "under-mixed",
+         "undermixed", "drowned", "masked", "louder", "more", "barely", "hardly"),
+        "increase",
+    ),
+    **dict.fromkeys(
+        ("loud", "hot", "high", "prominent", "overpowering", "overpowers", "dominating", "dominates", "dominant",
+         "drowning", "over-mixed", "overmixed", "overbearing", "overwhelming", "harsh", "quieter", "less", "forward"),
+        "decrease",
+    ),
+}
+_PHRASAL_VERBS = frozenset({"turn", "bring", "push", "pull", "crank", "nudge", "pump", "dial", "move", "take", "ease", "roll", "back"})
+_PARTICLES = {"up": "increase", "down": "decrease", "off": "decrease", "back": "decrease"}
+_CLAUSE_BREAKS = frozenset({".", ",", ";", ":", "!", "?", "but", "however", "though", "although"})
+_BALANCED = re.compile(
+    r"\b(?:balanced|unchanged|no (?:\w+ )?(?:change|changes|adjustment|adjustments|correction|corrections)"
+    r"|nothing (?:to|needs?)|leave (?:it|them|the levels|everything|every|all|the mix)|as (?:it|they) (?:is|are)"
+    r"|sits? well|(?:is|are|sounds?|looks?) (?:fine|good|right|correct))\b"
+)
+_DB_RANGE = re.compile(
+    r"(?:between\s+)?(\d+(?:\.\d+)?)\s*(?:db\s*)?(?:to|-|–|—|and)\s*(\d+(?:\.\d+)?)\s*(?:db|decibels?)\b"
+)
+_DB_SINGLE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:db|decibels?)\b")
+_TOKEN = re.compile(r"[a-z]+(?:[-'][a-z]+)*|\d+(?:\.\d+)?|[.,;:!?]")
+_OPPOSITE = {"increase": "decrease", "decrease": "increase"}
+
+
+def _is_negator(token: str) -> bool:
+    return token in {"not", "no", "never", "nothing", "none", "neither", "nor", "cannot"} or token.endswith("n't")
+
+
+def _direction_cues(tokens: list[str]) -> tuple[list[tuple[int, str, int]], int]:
+    """Find level cues: ([(position, direction, weight)], number of "balanced" votes from negated cues)."""
+    cues, negated_votes, negated = [], 0, False
+    for i, token in enumerate(tokens):
+        if token in _CLAUSE_BREAKS:
+            negated = False
+            continue
+        if _is_negator(token):
+            negated = True
+            continue
+        previous = tokens[i - 1] if i else ""
+        if token in _ACTION_CUES:
+            direction, weight = _ACTION_CUES[token], 2
+        elif token in _PARTICLES and any(t in _PHRASAL_VERBS for t in tokens[max(0, i - 4) : i]):
+            if token == "back" and previous in {"far", "too", "way"}:
+                direction, weight = "increase", 1  # "sits too far back"
+            else:
+                direction, weight = _PARTICLES[token], 2
+        elif token in _STATE_CUES and not (token == "more" and tokens[i + 1 : i + 2] == ["than"]):
+            direction, weight = _STATE_CUES[token], 1
+        elif token == "back" and previous in {"far", "too", "way"}:
+            direction, weight = "increase", 1
+        else:
+            continue
+        if negated:
+            clause_rest = tokens[i + 1 : next((j for j in range(i + 1, len(tokens)) if tokens[j] in _CLAUSE_BREAKS), len(tokens))]
+            if weight == 1 and "enough" in clause_rest:  # "not loud enough"
+                cues.append((i, _OPPOSITE[direction], weight))
+            else:  # "not too loud", "don't cut the bass"
+                negated_votes += 1
+            continue
+        cues.append((i, direction, weight))
+    return cues, negated_votes
+
+
+def _stem_mentions(tokens: list[str]) -> list[tuple[int, str]]:
+    """Stem names in the text, leaving out references such as "compared with the vocals"."""
+    mentions = []
+    for i, token in enumerate(tokens):
+        if token in _STEM_WORDS and not _REFERENCE_WORDS.intersection(tokens[max(0, i - 2) : i]):
+            mentions.append((i, _STEM_WORDS[token]))
+    return mentions
+
+
+def _db_range(text: str) -> tuple[float | None, float | None]:
+    if match := _DB_RANGE.search(text):
+        low, high = sorted((float(match.group(1)), float(match.group(2))))
+        return low, high
+    if match := _DB_SINGLE.search(text):
+        return float(match.group(1)), float(match.group(1))
+    return None, None
+
+
+def parse_advice(text: str) -> dict:
+    """Read mixing advice back into fields.
+
+    Returns `{"stem": str | None, "direction": "increase" | "decrease" | "none" | None, "min_db": float | None,
+    "max_db": float | None}`. Words are matched whole (so "louder" is not "loud"), negations are handled ("not loud
+    enough" asks for more level; "nothing is too loud" says the mix is balanced) and the stem is the one named closest
+    to the winning advice. Fields that cannot be read are `None`.
+    """
+    normalized = (text or "").lower().replace("’", "'")
+    tokens = _TOKEN.findall(normalized)
+    cues, negated_votes = _direction_cues(tokens)
+    score = {"increase": 0, "decrease": 0}
+    for _, direction, weight in cues:
+        score[direction] += weight
+    balanced_votes = negated_votes + len(_BALANCED.findall(normalized))
+
+    stem = None
+    if score["increase"] != score["decrease"]:
+        direction = max(score, key=score.get)
+        winning = [position for position, d, _ in cues if d == direction]
+        mentions = _stem_mentions(tokens)
+        if mentions:
+            stem = min(mentions, key=lambda m: min(abs(m[0] - p) for p in winning))[1]
+    elif score["increase"] == 0 and balanced_votes:
+        direction = "none"
+    else:
+        direction = None
+    min_db, max_db = _db_range(normalized)
+    return {"stem": stem, "direction": direction, "min_db": min_db, "max_db": max_db}
