@@ -7,7 +7,7 @@ import sys
 
 
 def tiny_checkpoint(args: argparse.Namespace) -> int:
-    from modeling_mixingbuddy import save_tiny_checkpoint
+    from mixingbuddy_tiny import save_tiny_checkpoint
 
     save_tiny_checkpoint(args.out, seed=args.seed)
     print(f"Wrote a tiny random MixingBuddy checkpoint to {args.out}")

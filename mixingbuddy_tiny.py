@@ -1,0 +1,150 @@
+"""Tiny random MixingBuddy checkpoints for tests and demos: a small BPE tokenizer trained offline and small configs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Wav2Vec2FeatureExtractor
+
+from configuration_mixingbuddy import MixingBuddyConfig
+from modeling_mixingbuddy import MixingBuddyForConditionalGeneration
+from processing_mixingbuddy import (
+    INSTRUCTION_TEMPLATES,
+    RESPONSE_TEMPLATES,
+    STEMS,
+    SYSTEM_PROMPT,
+    TARGET_STEMS,
+    MixingBuddyProcessor,
+    describe_stems,
+    format_response,
+)
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>"]
+TINY_AUDIO_CONFIG = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": (16,) * 7,
+    "feat_extract_norm": "layer",
+    "do_stable_layer_norm": True,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+}
+TINY_TEXT_CONFIG = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 2048,
+    "tie_word_embeddings": False,
+}
+
+
+def tokenizer_corpus() -> list[str]:
+    """Every text the task uses: system prompt, instructions and responses for all stems and anchors."""
+    texts = [SYSTEM_PROMPT, "system", "user", "assistant"]
+    for template in INSTRUCTION_TEMPLATES:
+        texts += [template.format(stems=describe_stems(STEMS), anchor=anchor) for anchor in TARGET_STEMS]
+    for category, templates in RESPONSE_TEMPLATES.items():
+        texts += [format_response(category, stem, i) for i in range(len(templates)) for stem in TARGET_STEMS]
+    return texts
+
+
+def build_tiny_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained offline on the task's texts, with ChatML and audio special tokens."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(tokenizer_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>", "<|AUDIO|>"],
+        padding_side="left",
+    )
+
+
+def build_tiny_model_and_processor(seed: int = 0, **config_kwargs):
+    """A tiny random model (tiny HuBERT, tiny Qwen2) and its processor, in memory."""
+    tokenizer = build_tiny_tokenizer()
+    config_kwargs.setdefault("audio_pooling", 25)
+    config_kwargs.setdefault("projector_hidden_sizes", [64, 64])
+    config = MixingBuddyConfig(
+        audio_config=dict(TINY_AUDIO_CONFIG),
+        text_config={
+            **TINY_TEXT_CONFIG,
+            "vocab_size": len(tokenizer),
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        audio_token_id=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+        **config_kwargs,
+    )
+    torch.manual_seed(seed)
+    model = MixingBuddyForConditionalGeneration(config).eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    feature_extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=config.sampling_rate, padding_value=0.0, do_normalize=True, return_attention_mask=False
+    )
+    processor = MixingBuddyProcessor(
+        feature_extractor,
+        tokenizer,
+        audio_pooling=config.audio_pooling,
+        conv_kernel=config.audio_config.conv_kernel,
+        conv_stride=config.audio_config.conv_stride,
+        clip_seconds=config.clip_seconds,
+    )
+    return model, processor
+
+
+def save_hub_folder(model, processor, out_dir: str | os.PathLike) -> Path:
+    """Save model and processor in Hub layout (auto_map, remote-code files), writing to a temporary folder first."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"Output folder {out_dir} exists and is not empty.")
+    type(model.config).register_for_auto_class("AutoConfig")
+    type(model).register_for_auto_class("AutoModelForCausalLM")
+    type(processor).register_for_auto_class("AutoProcessor")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        _add_auto_model_entry(tmp / "config.json")
+        if out_dir.exists():
+            out_dir.rmdir()
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _add_auto_model_entry(config_path: Path):
+    """`register_for_auto_class` records one model auto class; AutoModel must resolve to the same class too."""
+    import json
+
+    config = json.loads(config_path.read_text())
+    config["auto_map"]["AutoModel"] = config["auto_map"]["AutoModelForCausalLM"]
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def save_tiny_checkpoint(out_dir: str | os.PathLike, seed: int = 0, **config_kwargs) -> Path:
+    """`mixingbuddy tiny-checkpoint OUT`: a tiny random model folder in Hub layout."""
+    model, processor = build_tiny_model_and_processor(seed=seed, **config_kwargs)
+    return save_hub_folder(model, processor, out_dir)

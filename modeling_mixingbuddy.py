@@ -1,0 +1,447 @@
+"""MixingBuddy: an audio encoder, a learned layer mix, an MLP projector and a Qwen2 language model."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, HubertConfig, HubertModel, PreTrainedModel, Qwen2Config, Qwen2Model
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import ModelOutput
+
+try:
+    from .configuration_mixingbuddy import MixingBuddyConfig, num_audio_tokens
+except ImportError:  # imported as a top-level module from a checkout, not as Hub remote code
+    from configuration_mixingbuddy import MixingBuddyConfig, num_audio_tokens
+
+LORA_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+TRAINED_MODULES = ("layer_weights", "projector", "advice_head")
+
+
+@dataclass
+class MixingBuddyModelOutput(ModelOutput):
+    """Output of [`MixingBuddyModel`]: the language model's states plus the projected audio tokens."""
+
+    last_hidden_state: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_embeds: torch.FloatTensor | None = None
+    aux_loss: torch.FloatTensor | None = None
+
+
+@dataclass
+class MixingBuddyCausalLMOutput(ModelOutput):
+    """Output of [`MixingBuddyForConditionalGeneration`]; `loss` = `lm_loss` + aux_loss_weight × `aux_loss`."""
+
+    loss: torch.FloatTensor | None = None
+    lm_loss: torch.FloatTensor | None = None
+    aux_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    audio_embeds: torch.FloatTensor | None = None
+
+
+class MixingBuddyLayerWeights(nn.Module):
+    """Softmax-weighted average of the audio encoder's hidden states (a module, so PEFT can save it)."""
+
+    def __init__(self, num_states: int):
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(num_states))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        # hidden_states: [num_states, batch, frames, dim] -> [batch, frames, dim]
+        weights = self.weights.softmax(dim=0).to(hidden_states.dtype)
+        return torch.einsum("s,sbtd->btd", weights, hidden_states)
+
+
+class MixingBuddyProjectorBlock(nn.Module):
+    """Linear → activation → LayerNorm → Dropout."""
+
+    def __init__(self, in_features: int, out_features: int, act: str, dropout: float):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.act = ACT2FN[act]
+        self.norm = nn.LayerNorm(out_features)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.norm(self.act(self.linear(hidden_states))))
+
+
+class MixingBuddyProjector(nn.Module):
+    """Average pooling in time by `audio_pooling`, then the MLP that maps audio frames to language-model tokens."""
+
+    def __init__(self, config: MixingBuddyConfig):
+        super().__init__()
+        self.pooling = config.audio_pooling
+        sizes = [config.audio_config.hidden_size, *config.projector_hidden_sizes]
+        self.blocks = nn.ModuleList(
+            MixingBuddyProjectorBlock(i, o, config.projector_hidden_act, config.projector_dropout)
+            for i, o in zip(sizes[:-1], sizes[1:])
+        )
+        self.output = nn.Linear(sizes[-1], config.text_config.hidden_size)
+
+    def forward(self, audio_features: torch.Tensor) -> torch.Tensor:
+        # audio_features: [batch, frames, audio_dim] -> [batch, ceil(frames / pooling), text_dim]
+        if self.pooling > 1:
+            audio_features = F.avg_pool1d(
+                audio_features.transpose(1, 2), self.pooling, self.pooling, ceil_mode=True
+            ).transpose(1, 2)
+        for block in self.blocks:
+            audio_features = block(audio_features)
+        return self.output(audio_features)
+
+
+class MixingBuddyAdviceHead(nn.Module):
+    """Predicts the (target stem, category) class from the time-averaged audio tokens (the `"label"` auxiliary loss)."""
+
+    def __init__(self, config: MixingBuddyConfig):
+        super().__init__()
+        self.classifier = nn.Linear(config.text_config.hidden_size, config.num_advice_classes)
+
+    def forward(self, audio_embeds: torch.Tensor) -> torch.Tensor:
+        # audio_embeds: [batch, tokens, text_dim] -> logits [batch, num_advice_classes]
+        return self.classifier(audio_embeds.mean(dim=1))
+
+
+class MixingBuddyPreTrainedModel(PreTrainedModel):
+    config_class = MixingBuddyConfig
+    base_model_prefix = "model"
+    input_modalities = ("audio", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["Qwen2DecoderLayer", "HubertEncoderLayerStableLayerNorm", "HubertEncoderLayer"]
+    _skip_keys_device_placement = "cache"
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        if isinstance(module, MixingBuddyLayerWeights):
+            module.weights.zero_()
+        elif isinstance(module, (MixingBuddyProjector, MixingBuddyAdviceHead, MixingBuddyProjectorBlock)):
+            for sub in module.modules():
+                if isinstance(sub, nn.Linear):
+                    nn.init.normal_(sub.weight, std=0.02)
+                    nn.init.zeros_(sub.bias)
+                elif isinstance(sub, nn.LayerNorm):
+                    nn.init.ones_(sub.weight)
+                    nn.init.zeros_(sub.bias)
+        else:
+            super()._init_weights(module)
+
+
+class MixingBuddyModel(MixingBuddyPreTrainedModel):
+    """The audio path (encoder, layer mix, projector) merged into a Qwen2 decoder, without the LM head."""
+
+    def __init__(self, config: MixingBuddyConfig):
+        super().__init__(config)
+        self.audio_tower = HubertModel(config.audio_config)
+        self.layer_weights = MixingBuddyLayerWeights(config.num_audio_states)
+        self.projector = MixingBuddyProjector(config)
+        self.language_model = Qwen2Model(config.text_config)
+        if config.freeze_audio_tower:
+            self.audio_tower.requires_grad_(False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.language_model.set_input_embeddings(value)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.config.freeze_audio_tower:
+            self.audio_tower.eval()  # a frozen encoder runs without dropout
+        return self
+
+    def audio_hidden_state_stack(self, input_values: torch.Tensor) -> torch.Tensor:
+        """The 25 states of MERT: the embedding output, layers 1 … L-1, and layer L after the final LayerNorm.
+
+        In transformers 5.x `hidden_states[-1]` is layer L *before* the encoder's final LayerNorm (for the stable-layer-
+        norm layout MERT uses), so it is replaced by `last_hidden_state`; for the post-norm layout both are equal.
+        """
+        # input_values: [batch, samples] -> [num_layers + 1, batch, frames, audio_dim]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_audio_tower):
+            outputs = self.audio_tower(input_values, output_hidden_states=True, return_dict=True)
+        return torch.stack((*outputs.hidden_states[:-1], outputs.last_hidden_state))
+
+    def get_audio_features(self, input_values: torch.Tensor) -> torch.Tensor:
+        """Raw 24 kHz audio [batch, samples] -> audio tokens [batch, num_audio_tokens, text_dim]."""
+        mixed = self.layer_weights(self.audio_hidden_state_stack(input_values.to(self.audio_tower.dtype)))
+        return self.projector(mixed.to(self.projector.output.weight.dtype))
+
+    def get_placeholder_mask(self, input_ids: torch.LongTensor, audio_embeds: torch.Tensor) -> torch.Tensor:
+        """Positions of the audio placeholder; their count must equal the number of audio embeddings."""
+        mask = input_ids == self.config.audio_token_id
+        n_tokens, n_embeds = int(mask.sum()), audio_embeds.shape[0] * audio_embeds.shape[1]
+        if n_tokens != n_embeds:
+            raise ValueError(
+                f"Audio placeholder count does not match the audio embeddings: the prompt has {n_tokens} "
+                f"{self.config.audio_token} tokens but the audio gives {n_embeds} embeddings "
+                f"({audio_embeds.shape[0]} clips × {audio_embeds.shape[1]})."
+            )
+        return mask
+
+    def norm_aux_loss(
+        self, inputs_embeds: torch.Tensor, audio_embeds: torch.Tensor, text_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Pull each clip's mean audio-token L2 norm towards the mean norm of its prompt's real text tokens."""
+        # inputs_embeds: [batch, seq, dim] (before the merge), text_mask: [batch, seq], audio_embeds: [batch, tokens, dim]
+        text_norms = inputs_embeds.detach().float().norm(dim=-1)
+        target = (text_norms * text_mask).sum(1) / text_mask.sum(1).clamp(min=1)
+        audio_norm = audio_embeds.float().norm(dim=-1).mean(dim=1)
+        return F.mse_loss(audio_norm, target)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        input_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> MixingBuddyModelOutput:
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+
+        audio_embeds = aux_loss = None
+        if input_values is not None and input_ids is not None:
+            audio_embeds = self.get_audio_features(input_values)  # [batch, tokens, text_dim]
+            audio_mask = self.get_placeholder_mask(input_ids, audio_embeds)
+            if self.config.aux_loss == "norm":
+                text_mask = ~audio_mask
+                if attention_mask is not None:
+                    text_mask &= attention_mask.bool()
+                if labels is not None:
+                    text_mask &= labels == -100  # the prompt only, not the response
+                aux_loss = self.norm_aux_loss(inputs_embeds, audio_embeds, text_mask)
+            inputs_embeds = inputs_embeds.masked_scatter(
+                audio_mask.unsqueeze(-1), audio_embeds.to(inputs_embeds.device, inputs_embeds.dtype)
+            )
+
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return MixingBuddyModelOutput(
+            last_hidden_state=outputs.last_hidden_state,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            audio_embeds=audio_embeds,
+            aux_loss=aux_loss,
+        )
+
+
+class MixingBuddyForConditionalGeneration(MixingBuddyPreTrainedModel, GenerationMixin):
+    """MixingBuddy with a language-modelling head: listens to a mix and writes gain-balance advice."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+
+    def __init__(self, config: MixingBuddyConfig):
+        super().__init__(config)
+        self.model = MixingBuddyModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.advice_head = MixingBuddyAdviceHead(config) if config.aux_loss == "label" else None
+        self.post_init()
+        self.generation_config.do_sample = False
+        self.generation_config.max_new_tokens = 64
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Module):
+        self.lm_head = value
+
+    def set_projector_dropout(self, p: float):
+        """Change the projector's dropout probability (used by the training schedule)."""
+        for module in self.model.projector.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        input_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        advice_labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> MixingBuddyCausalLMOutput:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
+            Mono audio at `config.sampling_rate`, one fixed-length clip per prompt (see [`MixingBuddyProcessor`]).
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+            Response token ids; prompt, audio and padding positions are -100.
+        advice_labels (`torch.LongTensor` of shape `(batch_size,)`):
+            (target stem, category) class per clip, for the `"label"` auxiliary loss.
+        """
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        outputs = self.model(
+            input_ids=input_ids,
+            input_values=input_values,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, slice_indices, :])
+
+        aux_loss = outputs.aux_loss
+        if self.advice_head is not None and advice_labels is not None and outputs.audio_embeds is not None:
+            aux_loss = F.cross_entropy(self.advice_head(outputs.audio_embeds).float(), advice_labels)
+
+        lm_loss = loss = None
+        if labels is not None:
+            lm_loss = self.loss_function(
+                logits=logits,
+                labels=labels,
+                vocab_size=self.config.text_config.vocab_size,
+                num_items_in_batch=num_items_in_batch,
+            )
+            loss = lm_loss if aux_loss is None else lm_loss + self.config.aux_loss_weight * aux_loss
+
+        return MixingBuddyCausalLMOutput(
+            loss=loss,
+            lm_loss=lm_loss,
+            aux_loss=aux_loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            audio_embeds=outputs.audio_embeds,
+        )
+
+    @classmethod
+    def from_pretrained_components(
+        cls,
+        audio_encoder: str = "m-a-p/MERT-v1-330M",
+        language_model: str = "Qwen/Qwen2-7B-Instruct",
+        quantization: str | None = "nf4",
+        lora: bool = True,
+        gradient_checkpointing: bool = False,
+        **config_kwargs,
+    ):
+        """Build the paper model from a MERT checkpoint and a Qwen2 checkpoint (Hub ids or local folders).
+
+        MERT's weights load strictly into transformers' `HubertModel` (its own remote code is not used). With
+        `quantization="nf4"` and a CUDA device the language model is loaded in 4-bit NF4 with double quantization and
+        bf16 compute; without CUDA it is loaded in full precision, with a warning. With `lora=True` the result is a
+        `peft` model: LoRA (r=16, α=32, dropout 0.1) on the language model's projections, and the projector, layer
+        weights and advice head trained in full. `config_kwargs` go to [`MixingBuddyConfig`] (e.g. `audio_pooling`).
+        """
+        from transformers import AutoTokenizer, BitsAndBytesConfig, Qwen2ForCausalLM
+
+        cuda = torch.cuda.is_available()
+        device = torch.device("cuda" if cuda else "cpu")
+        lm_kwargs = {"dtype": torch.bfloat16 if cuda else torch.float32}
+        if quantization not in ("nf4", None):
+            raise ValueError(f"quantization must be 'nf4' or None, got {quantization!r}.")
+        if quantization == "nf4" and not cuda:
+            warnings.warn(
+                "NF4 4-bit quantization needs a CUDA GPU (bitsandbytes 4-bit training is not usable on CPU); "
+                "loading the language model in full precision instead.",
+                stacklevel=2,
+            )
+        elif quantization == "nf4":
+            lm_kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch.bfloat16,
+            )
+            lm_kwargs["device_map"] = {"": device.index or 0}
+
+        tokenizer = AutoTokenizer.from_pretrained(language_model)
+        audio_token = config_kwargs.pop("audio_token", MixingBuddyConfig.audio_token)
+        tokenizer.add_special_tokens({"additional_special_tokens": [audio_token]})
+        text_model = Qwen2ForCausalLM.from_pretrained(language_model, **lm_kwargs)
+        if len(tokenizer) > text_model.config.vocab_size:
+            text_model.resize_token_embeddings(len(tokenizer))
+        # MERT's config.json holds HuBERT's fields under another model_type; its weights have HuBERT's names.
+        audio_config = HubertConfig.from_dict(HubertConfig.get_config_dict(audio_encoder)[0])
+        audio_tower, loading = HubertModel.from_pretrained(
+            audio_encoder, config=audio_config, dtype=lm_kwargs["dtype"], output_loading_info=True
+        )
+        if loading["missing_keys"] or loading["unexpected_keys"]:
+            raise ValueError(
+                f"{audio_encoder} does not hold HuBERT-layout weights: missing {sorted(loading['missing_keys'])[:5]}, "
+                f"unexpected {sorted(loading['unexpected_keys'])[:5]}."
+            )
+
+        config = MixingBuddyConfig(
+            audio_config=audio_tower.config.to_dict(),
+            text_config=text_model.config.to_dict(),
+            audio_token=audio_token,
+            audio_token_id=tokenizer.convert_tokens_to_ids(audio_token),
+            **config_kwargs,
+        )
+        with torch.device("meta"):
+            model = cls(config)
+        model.model.audio_tower = audio_tower.requires_grad_(not config.freeze_audio_tower).to(device)
+        model.model.language_model = text_model.model
+        model.lm_head = text_model.lm_head
+        for module in (model.model.layer_weights, model.model.projector, model.advice_head):
+            if module is not None:
+                module.to_empty(device=device)
+                module.apply(model._init_weights)
+                model._init_weights(module)
+        model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        if "quantization_config" in lm_kwargs:
+            try:
+                from peft import prepare_model_for_kbit_training
+            except ImportError as err:
+                raise ImportError("4-bit training needs peft: `pip install peft`.") from err
+            prepare_model_for_kbit_training(text_model, use_gradient_checkpointing=gradient_checkpointing)
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return apply_lora(model) if lora else model
+
+
+def apply_lora(model: MixingBuddyForConditionalGeneration, r: int = 16, alpha: int = 32, dropout: float = 0.1):
+    """Wrap `model` in `peft`: LoRA on the language model's attention and MLP projections only (not HuBERT's), and the
+    projector, layer weights and advice head trained in full and saved with the adapter."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as err:
+        raise ImportError("LoRA needs peft: `pip install peft`.") from err
+    trained = [n for n in TRAINED_MODULES if getattr(model, n, None) is not None or getattr(model.model, n, None) is not None]
+    lora_config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGET_MODULES, modules_to_save=trained
+    )
+    return get_peft_model(model, lora_config)
+
+
+__all__ = ["MixingBuddyForConditionalGeneration", "MixingBuddyModel", "MixingBuddyPreTrainedModel", "apply_lora"]
