@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny random MixingBuddy model and processor, and example inputs."""
+
+import numpy as np
+import pytest
+import torch
+
+from mixingbuddy_tiny import build_tiny_model_and_processor
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, processor) with tiny random weights, seed 0, pooling 25 (30 audio tokens per clip)."""
+    return build_tiny_model_and_processor(seed=0)
+
+
+def make_clips(n: int, seconds: float = 10.0, rate: int = 24000, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(0.1 * rng.standard_normal(int(seconds * rate))).astype(np.float32) for _ in range(n)]
+
+
+def make_prompts(processor, anchors=("vocals", "drums", "bass")) -> list[str]:
+    """Prompts of different lengths (different instruction templates), so that batches need padding."""
+    return [
+        processor.apply_chat_template(processor.build_conversation(a, template=3 * i), add_generation_prompt=True)
+        for i, a in enumerate(anchors)
+    ]
+
+
+@pytest.fixture
+def batch(tiny):
+    _, processor = tiny
+    prompts = make_prompts(processor)
+    return processor(text=prompts, audio=make_clips(len(prompts)), sampling_rate=24000, return_tensors="pt")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
