@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "demo_out/model"  # what `mixingbuddy demo` leaves behind
 
 
 def tiny_checkpoint(args: argparse.Namespace) -> int:
@@ -14,11 +18,40 @@ def tiny_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo(args: argparse.Namespace) -> int:
+    from demo_mixingbuddy import run_demo
+
+    run_demo(Path(args.out), seed=args.seed)
+    return 0
+
+
+def critique(args: argparse.Namespace) -> int:
+    from critique_mixingbuddy import critique_file, format_critique
+
+    report = critique_file(args.audio, anchor=args.anchor, model=args.model, stems=args.stems, batch_size=args.batch_size)
+    print(json.dumps(report, indent=2) if args.json else format_critique(report))
+    return 0
+
+
 def add_model_commands(commands) -> None:
     p = commands.add_parser("tiny-checkpoint", help="write a tiny random model folder in Hub layout")
     p.add_argument("out", help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=tiny_checkpoint)
+
+    p = commands.add_parser("demo", help="the offline demo: synthetic song, model, critique")
+    p.add_argument("--out", default="demo_out", help="folder for everything the demo makes (default: demo_out)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=demo)
+
+    p = commands.add_parser("critique", help="gain-balance advice for every 10 s of an audio file")
+    p.add_argument("audio", help="an audio file soundfile can read (WAV, FLAC, OGG, ...)")
+    p.add_argument("--anchor", required=True, help="the stem whose level is right: bass, drums or vocals")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
+    p.add_argument("--stems", nargs="+", default=None, help="stems present in the mix (default: all four)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=critique)
 
 
 def build_parser() -> argparse.ArgumentParser:
