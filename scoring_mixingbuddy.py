@@ -1,0 +1,394 @@
+"""Scoring MixingBuddy's advice against the ground truth: the paper's accuracies, detection tables and confusion plots.
+
+Every generated answer is read back with `parse_advice` into `{"stem", "direction", "min_db", "max_db"}` and compared
+with the ground truth in the same shape (`true_advice`). A flawed mix (category other than `no_error`) asks for one
+target stem, a direction ("increase" for a too-quiet stem, "decrease" for a too-loud one) and the category's correction
+range in dB; a balanced mix (`no_error`) asks for direction "none" and no stem.
+
+Per example (see `grade`):
+
+- **stem**: on a flawed mix, the named stem is the target; on a balanced mix, the answer says the mix is balanced.
+- **direction**: the parsed direction equals the true one ("none" on a balanced mix).
+- **joint**: stem and direction both right. A balanced mix is joint-correct iff the answer says it is balanced.
+- **magnitude** (flawed mixes only): the parsed (min_db, max_db) equals the category's correction range.
+- **unparseable**: no direction can be read (`parse_advice` gives direction None).
+- **impossible**: a readable answer that no correct answer to this instruction could be: it asks to change the anchor
+  or a stem that is not in the mix, gives a dB range that is not the correction range of any flawed category, or says
+  the mix is balanced while giving a dB amount. (Advice with a direction but no stem or no amount is incomplete, not
+  impossible: it scores wrong on stem or magnitude.)
+
+Detection tables (see `detection_cell`), over all examples, one cell per example: on a balanced mix the answer is a
+true negative iff it says the mix is balanced, and a false positive otherwise (an unparseable answer is no correct
+"balanced"). On a flawed mix it is a true positive when the task's answer is right, a false negative when the answer
+gives none (no stem named, no direction), and a false positive when it gives a wrong one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from processing_mixingbuddy import (
+    ADVICE_CLASSES,
+    CATEGORIES,
+    FLAWED_CATEGORIES,
+    STEMS,
+    TARGET_STEMS,
+    advice_class,
+    parse_advice,
+)
+
+FLAW_DIRECTIONS = ("increase", "decrease")
+DIRECTIONS = FLAW_DIRECTIONS + ("none",)
+CORRECTION_RANGES = frozenset(c.correction_db for c in CATEGORIES.values() if c.direction != "none")
+ACCURACY_KEYS = ("joint", "stem", "direction", "magnitude")
+PREDICTED_CLASSES = ADVICE_CLASSES + ("other", "unparseable")  # "other": advice that names no class (no stem, odd dB)
+
+
+# ---------------------------------------------------------------------------------------------
+# One example: ground truth, grading, the JSONL record
+# ---------------------------------------------------------------------------------------------
+
+
+def true_advice(target_stem: str | None, error_category: str) -> dict:
+    """The ground truth in `parse_advice`'s shape: what a perfect answer reads back as."""
+    category = CATEGORIES[error_category]
+    if category.direction == "none":
+        return {"stem": None, "direction": "none", "min_db": None, "max_db": None}
+    low, high = category.correction_db
+    return {"stem": target_stem, "direction": category.direction, "min_db": low, "max_db": high}
+
+
+def advice_category(advice: Mapping) -> str | None:
+    """The error category an advice answers: "no_error" for "none", else the category with its direction and dB range."""
+    if advice["direction"] == "none":
+        return "no_error"
+    amount = (advice["min_db"], advice["max_db"])
+    return next(
+        (name for name, c in CATEGORIES.items() if c.direction == advice["direction"] and c.correction_db == amount),
+        None,
+    )
+
+
+def advice_label(advice: Mapping) -> str:
+    """The class of an advice: one of `ADVICE_CLASSES` ("no_error", "bass:loud", ...), "other" or "unparseable"."""
+    if advice["direction"] is None:
+        return "unparseable"
+    category = advice_category(advice)
+    if category == "no_error":
+        return "no_error"
+    if category is None or advice["stem"] is None:
+        return "other"
+    return ADVICE_CLASSES[advice_class(advice["stem"], category)]
+
+
+def labels_from_response(response: str) -> dict:
+    """Ground-truth labels `{"target_stem", "error_category"}` read from a ground-truth response text."""
+    advice = parse_advice(response)
+    category = advice_category(advice)
+    if category is None or (category != "no_error" and advice["stem"] is None):
+        raise ValueError(f"Cannot read a target stem and error category from the reference {response!r}.")
+    return {"target_stem": advice["stem"], "error_category": category}
+
+
+def is_impossible(advice: Mapping, anchor_stem: str | None, stems_present: Iterable[str]) -> bool:
+    """Whether a readable advice contradicts the instruction or the task (see the module docstring)."""
+    amount = (advice["min_db"], advice["max_db"])
+    if advice["direction"] == "none":
+        return amount != (None, None)
+    if advice["direction"] is None:
+        return False
+    stem = advice["stem"]
+    wrong_stem = stem is not None and (stem == anchor_stem or stem not in stems_present)
+    return wrong_stem or (amount != (None, None) and amount not in CORRECTION_RANGES)
+
+
+def grade(record: Mapping) -> dict:
+    """Parse `record["generated"]` and judge it against the record's ground-truth fields.
+
+    Returns `{"truth", "parsed"}` (advice dicts), `"correct"` (`{"joint", "stem", "direction", "magnitude"}`, booleans;
+    magnitude is None on a balanced mix), `"unparseable"` and `"impossible"` (booleans).
+    """
+    truth = true_advice(record["target_stem"], record["error_category"])
+    parsed = parse_advice(record["generated"])
+    balanced = truth["direction"] == "none"
+    stem = parsed["direction"] == "none" if balanced else parsed["stem"] == truth["stem"]
+    direction = parsed["direction"] == truth["direction"]
+    magnitude = None if balanced else (parsed["min_db"], parsed["max_db"]) == (truth["min_db"], truth["max_db"])
+    return {
+        "truth": truth,
+        "parsed": parsed,
+        "correct": {"joint": stem and direction, "stem": stem, "direction": direction, "magnitude": magnitude},
+        "unparseable": parsed["direction"] is None,
+        "impossible": is_impossible(parsed, record["anchor_stem"], record["stems_present"]),
+    }
+
+
+def example_uid(example: Mapping) -> str:
+    """The example's `uid`, or its track, start second, target, category and anchor joined by "/"."""
+    if "uid" in example:
+        return str(example["uid"])
+    return "/".join(str(example[k]) for k in ("track", "start_sec", "target_stem", "error_category", "anchor_stem"))
+
+
+def prediction_record(example: Mapping, generated: str) -> dict:
+    """The `predictions.jsonl` record for a dataset row and the model's answer: inputs, labels, parse and grades."""
+    record = {
+        "uid": example_uid(example),
+        "instruction": example["instruction"],
+        "response": example["response"],
+        "generated": generated,
+        "target_stem": example["target_stem"],
+        "error_category": example["error_category"],
+        "anchor_stem": example["anchor_stem"],
+        "stems_present": list(example.get("stems_present", STEMS)),
+    }
+    return {**record, **grade(record)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregates: accuracies by group and the detection tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def summarize(grades: list[dict]) -> dict:
+    """Accuracies and shares of a group of graded examples (0.0 for an empty group, never NaN)."""
+    flawed = [g for g in grades if g["correct"]["magnitude"] is not None]
+    summary = {"n": len(grades), "n_error": len(flawed)}
+    for key in ACCURACY_KEYS:
+        pool = flawed if key == "magnitude" else grades
+        summary[f"{key}_accuracy"] = _ratio(sum(g["correct"][key] for g in pool), len(pool))
+    summary["unparseable_share"] = _ratio(sum(g["unparseable"] for g in grades), len(grades))
+    summary["impossible_share"] = _ratio(sum(g["impossible"] for g in grades), len(grades))
+    return summary
+
+
+def flagged_error(advice: Mapping) -> str | None:
+    """Error detection's answer: "error" when the advice asks for a gain change."""
+    return "error" if advice["direction"] in FLAW_DIRECTIONS else None
+
+
+def named_stem(advice: Mapping) -> str | None:
+    """Stem identification's answer: the stem the advice names."""
+    return advice["stem"]
+
+
+def flaw_direction(advice: Mapping) -> str | None:
+    """Direction prediction's answer: "increase" or "decrease"."""
+    return advice["direction"] if advice["direction"] in FLAW_DIRECTIONS else None
+
+
+DETECTION_TASKS: dict[str, Callable[[Mapping], str | None]] = {
+    "error_detection": flagged_error,
+    "stem_identification": named_stem,
+    "direction_prediction": flaw_direction,
+}
+
+
+def detection_cell(task_answer: Callable[[Mapping], str | None], truth: Mapping, parsed: Mapping) -> str:
+    """"tp", "fp", "fn" or "tn" for one example (the rules are in the module docstring)."""
+    if truth["direction"] == "none":
+        return "tn" if parsed["direction"] == "none" else "fp"
+    answer = task_answer(parsed)
+    if answer is None:
+        return "fn"
+    return "tp" if answer == task_answer(truth) else "fp"
+
+
+def detection_table(task_answer: Callable[[Mapping], str | None], grades: list[dict]) -> dict:
+    """`{"tp", "fp", "fn", "tn", "precision", "recall", "f1"}` of one detection task over all examples."""
+    cells = [detection_cell(task_answer, g["truth"], g["parsed"]) for g in grades]
+    table = {cell: cells.count(cell) for cell in ("tp", "fp", "fn", "tn")}
+    precision = _ratio(table["tp"], table["tp"] + table["fp"])
+    recall = _ratio(table["tp"], table["tp"] + table["fn"])
+    return {**table, "precision": precision, "recall": recall, "f1": _ratio(2 * precision * recall, precision + recall)}
+
+
+def _graded(records: Iterable[Mapping]) -> list[dict]:
+    return [{**grade(record), "category": record["error_category"]} for record in records]
+
+
+def _grouped(grades: list[dict], group_of: Callable[[dict], str], groups: Iterable[str]) -> dict:
+    return {group: summarize([g for g in grades if group_of(g) == group]) for group in groups}
+
+
+def score_predictions(records: Iterable[Mapping]) -> dict:
+    """Metrics of generated answers against the ground truth.
+
+    Each record needs `generated`, `target_stem`, `error_category`, `anchor_stem` (None skips the anchor check) and
+    `stems_present`. Returns `overall` (`summarize`), `error_detection`, `stem_identification`, `direction_prediction`
+    (`detection_table`), and `by_category`, `by_stem` (true stem; "none" for balanced mixes) and `by_direction` (true
+    direction), each group a `summarize` dict. Every group is present, empty ones with n = 0.
+    """
+    grades = _graded(records)
+    return {
+        "overall": summarize(grades),
+        **{task: detection_table(answer, grades) for task, answer in DETECTION_TASKS.items()},
+        "by_category": _grouped(grades, lambda g: g["category"], CATEGORIES),
+        "by_stem": _grouped(grades, lambda g: g["truth"]["stem"] or "none", TARGET_STEMS + ("none",)),
+        "by_direction": _grouped(grades, lambda g: g["truth"]["direction"], DIRECTIONS),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _percent(value: float, n: int) -> str:
+    return f"{100 * value:.2f} %" if n else "—"
+
+
+def _markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _accuracy_row(summary: dict) -> list:
+    n, n_error = summary["n"], summary["n_error"]
+    accuracies = [_percent(summary[f"{key}_accuracy"], n) for key in ("joint", "stem", "direction")]
+    return [n, *accuracies, _percent(summary["magnitude_accuracy"], n_error)]
+
+
+def metrics_markdown(metrics: Mapping) -> str:
+    """The metrics as markdown: overall, Table I (detection), Tables II–IV (by category, stem and direction)."""
+    overall = metrics["overall"]
+    accuracy_header = ["N", "Joint", "Stem", "Direction", "Magnitude"]
+    sections = [
+        "## Overall",
+        _markdown_table(
+            [*accuracy_header, "Error rows", "Unparseable", "Impossible"],
+            [[*_accuracy_row(overall), overall["n_error"], _percent(overall["unparseable_share"], overall["n"]),
+              _percent(overall["impossible_share"], overall["n"])]],
+        ),
+        "## Table I — detection",
+        _markdown_table(
+            ["Task", "TP", "FP", "FN", "TN", "Precision", "Recall", "F1"],
+            [
+                [task.replace("_", " "), *(metrics[task][c] for c in ("tp", "fp", "fn", "tn")),
+                 *(_percent(metrics[task][k], 1) for k in ("precision", "recall", "f1"))]
+                for task in DETECTION_TASKS
+            ],
+        ),
+    ]
+    for title, key, label in (
+        ("Table II — by error category", "by_category", "Category"),
+        ("Table III — by target stem", "by_stem", "Stem"),
+        ("Table IV — by direction", "by_direction", "Direction"),
+    ):
+        rows = [[group.replace("_", " "), *_accuracy_row(summary)] for group, summary in metrics[key].items()]
+        sections += [f"## {title}", _markdown_table([label, *accuracy_header], rows)]
+    return "\n\n".join(sections) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Confusion matrices
+# ---------------------------------------------------------------------------------------------
+
+
+def _count_matrix(pairs: Iterable[tuple[str, str]], rows: tuple, columns: tuple) -> np.ndarray:
+    counts = np.zeros((len(rows), len(columns)), dtype=np.int64)
+    for row, column in pairs:
+        counts[rows.index(row), columns.index(column)] += 1
+    return counts
+
+
+def _readable(label: str) -> str:
+    return label.replace(":", " · ").replace("_", " ")
+
+
+def _confusion_figure(
+    counts: np.ndarray, rows: tuple, columns: tuple, title: str, xlabel: str, ylabel: str, separators: tuple = ()
+) -> Figure:
+    """A heat map coloured by each row's share, with the counts in the cells and lines between blocks of classes."""
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure = Figure(figsize=(max(5.0, 1.5 + 0.6 * len(columns)), 1.8 + 0.5 * len(rows)), layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    for (i, j), count in np.ndenumerate(counts):
+        axes.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                  color="white" if shares[i, j] > 0.5 else ("black" if count else "lightgray"))
+    axes.set_xticks(range(len(columns)), [_readable(c) for c in columns], rotation=45, ha="right")
+    axes.set_yticks(range(len(rows)), [_readable(r) for r in rows])
+    for position in separators:
+        axes.axhline(position - 0.5, color="gray", linewidth=0.8)
+        axes.axvline(position - 0.5, color="gray", linewidth=0.8)
+    axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    figure.colorbar(image, ax=axes, label="share of the true row")
+    return figure
+
+
+def plot_confusions(records: Iterable[Mapping], out_dir: str | os.PathLike) -> list[Path]:
+    """Write `confusion_advice.png` (true class vs predicted class, `PREDICTED_CLASSES`) and
+    `confusion_direction.png` (true category vs predicted direction) into `out_dir`; return their paths."""
+    grades = _graded(records)
+    advice = _count_matrix(
+        ((advice_label(g["truth"]), advice_label(g["parsed"])) for g in grades), ADVICE_CLASSES, PREDICTED_CLASSES
+    )
+    direction_columns = DIRECTIONS + ("unparseable",)
+    direction = _count_matrix(
+        ((g["category"], g["parsed"]["direction"] or "unparseable") for g in grades), tuple(CATEGORIES), direction_columns
+    )
+    figures = {
+        "confusion_advice.png": _confusion_figure(
+            advice, ADVICE_CLASSES, PREDICTED_CLASSES, "Advice class", "predicted (stem · category)",
+            "true (stem · category)", separators=tuple(range(1, len(ADVICE_CLASSES) + 1, len(FLAWED_CATEGORIES))),
+        ),
+        "confusion_direction.png": _confusion_figure(
+            direction, tuple(CATEGORIES), direction_columns, "Direction by error category", "predicted direction",
+            "true error category",
+        ),
+    }
+    paths = []
+    for name, figure in figures.items():
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=120)
+        paths.append(write_atomic(Path(out_dir) / name, buffer.getvalue()))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# The report folder
+# ---------------------------------------------------------------------------------------------
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write `data` to a temporary file beside `path`, then move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(payload)
+        os.chmod(temporary, 0o644)  # mkstemp makes files private
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return path
+
+
+def write_report(records: Iterable[Mapping], out_dir: str | os.PathLike) -> dict:
+    """Write `predictions.jsonl` (the records, e.g. from `prediction_record`), `metrics.json`, `metrics.md` and the
+    confusion PNGs into `out_dir`; return the metrics."""
+    records = list(records)
+    out_dir = Path(out_dir)
+    metrics = score_predictions(records)
+    write_atomic(out_dir / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_atomic(out_dir / "metrics.md", metrics_markdown(metrics))
+    plot_confusions(records, out_dir)
+    return metrics
