@@ -35,6 +35,7 @@ QWEN2_7B_TEXT_CONFIG = {
 }
 
 AUX_LOSS_TYPES = ("norm", "label", None)
+AUDIO_FRONTENDS = ("hubert", "log_mel")
 
 
 def conv_output_frames(num_samples: int, conv_kernel, conv_stride) -> int:
@@ -71,6 +72,10 @@ class MixingBuddyConfig(PreTrainedConfig):
         aux_loss_weight (`float`): weight of the auxiliary loss in the total loss.
         num_advice_classes (`int`): classes of the `"label"` head (no_error + 3 stems × 4 flawed categories).
         freeze_audio_tower (`bool`): run the audio encoder frozen and without gradient.
+        audio_frontend (`"hubert"` or `"log_mel"`): `"hubert"` is the paper's MERT/HuBERT encoder described by
+            `audio_config`; `"log_mel"` is a light CPU front-end (log-mel spectrogram standardised per bin by training-set
+            statistics, then `mel_num_layers` convolution blocks of width `mel_hidden_size`) used by the offline demo.
+        num_mel_bins, mel_n_fft, mel_hop_length, mel_hidden_size, mel_num_layers: the log-mel front-end.
         sampling_rate (`int`), clip_seconds (`float`): the audio the model expects.
     """
 
@@ -94,18 +99,38 @@ class MixingBuddyConfig(PreTrainedConfig):
     freeze_audio_tower: bool = True
     sampling_rate: int = 24000
     clip_seconds: float = 10.0
+    audio_frontend: str = "hubert"
+    num_mel_bins: int = 64
+    mel_n_fft: int = 1024
+    mel_hop_length: int = 320
+    mel_hidden_size: int = 128
+    mel_num_layers: int = 2
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         if self.aux_loss not in AUX_LOSS_TYPES:
             raise ValueError(f"aux_loss must be one of {AUX_LOSS_TYPES}, got {self.aux_loss!r}.")
+        if self.audio_frontend not in AUDIO_FRONTENDS:
+            raise ValueError(f"audio_frontend must be one of {AUDIO_FRONTENDS}, got {self.audio_frontend!r}.")
         if self.audio_pooling < 1:
             raise ValueError(f"audio_pooling must be >= 1, got {self.audio_pooling}.")
 
     @property
     def num_audio_states(self) -> int:
         """Hidden states mixed by the layer weights: the embedding output and one per encoder layer."""
-        return self.audio_config.num_hidden_layers + 1
+        layers = self.mel_num_layers if self.audio_frontend == "log_mel" else self.audio_config.num_hidden_layers
+        return layers + 1
+
+    @property
+    def audio_hidden_size(self) -> int:
+        return self.mel_hidden_size if self.audio_frontend == "log_mel" else self.audio_config.hidden_size
+
+    @property
+    def audio_frame_kernel_stride(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(kernels, strides) that turn samples into frames: HuBERT's conv stack, or the log-mel STFT window."""
+        if self.audio_frontend == "log_mel":
+            return (self.mel_n_fft,), (self.mel_hop_length,)
+        return tuple(self.audio_config.conv_kernel), tuple(self.audio_config.conv_stride)
 
     @property
     def clip_samples(self) -> int:
@@ -114,8 +139,7 @@ class MixingBuddyConfig(PreTrainedConfig):
     @property
     def audio_tokens_per_clip(self) -> int:
         """Placeholder tokens a clip expands to (749 at pooling 1 for the paper model)."""
-        a = self.audio_config
-        return num_audio_tokens(self.clip_samples, a.conv_kernel, a.conv_stride, self.audio_pooling)
+        return num_audio_tokens(self.clip_samples, *self.audio_frame_kernel_stride, self.audio_pooling)
 
 
 __all__ = ["MixingBuddyConfig"]

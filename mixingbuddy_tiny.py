@@ -101,12 +101,13 @@ def build_tiny_model_and_processor(seed: int = 0, **config_kwargs):
     feature_extractor = Wav2Vec2FeatureExtractor(
         feature_size=1, sampling_rate=config.sampling_rate, padding_value=0.0, do_normalize=True, return_attention_mask=False
     )
+    conv_kernel, conv_stride = config.audio_frame_kernel_stride
     processor = MixingBuddyProcessor(
         feature_extractor,
         tokenizer,
         audio_pooling=config.audio_pooling,
-        conv_kernel=config.audio_config.conv_kernel,
-        conv_stride=config.audio_config.conv_stride,
+        conv_kernel=conv_kernel,
+        conv_stride=conv_stride,
         clip_seconds=config.clip_seconds,
     )
     return model, processor

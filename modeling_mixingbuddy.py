@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, HubertConfig, HubertModel, PreTrainedModel, Qwen2Config, Qwen2Model
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
@@ -81,7 +82,7 @@ class MixingBuddyProjector(nn.Module):
     def __init__(self, config: MixingBuddyConfig):
         super().__init__()
         self.pooling = config.audio_pooling
-        sizes = [config.audio_config.hidden_size, *config.projector_hidden_sizes]
+        sizes = [config.audio_hidden_size, *config.projector_hidden_sizes]
         self.blocks = nn.ModuleList(
             MixingBuddyProjectorBlock(i, o, config.projector_hidden_act, config.projector_dropout)
             for i, o in zip(sizes[:-1], sizes[1:])
@@ -111,6 +112,69 @@ class MixingBuddyAdviceHead(nn.Module):
         return self.classifier(audio_embeds.mean(dim=1))
 
 
+class MixingBuddyConvBlock(nn.Module):
+    """Conv1d (kernel 3, same length) → GELU → LayerNorm, with a residual connection."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.conv = nn.Conv1d(hidden_size, hidden_size, kernel_size=3, padding=1)
+        self.norm = nn.LayerNorm(hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        # hidden_states: [batch, frames, hidden]
+        return hidden_states + self.norm(F.gelu(self.conv(hidden_states.transpose(1, 2)).transpose(1, 2)))
+
+
+class MixingBuddyLogMelEncoder(nn.Module):
+    """A light audio encoder for CPU: log-mel spectrogram standardised per bin by fixed training-set statistics
+    (never per clip: per-clip normalisation would erase the level differences the task is about), then conv blocks.
+
+    Frames use an uncentred STFT, so a clip of S samples gives (S - n_fft) // hop + 1 frames.
+    """
+
+    def __init__(self, config: MixingBuddyConfig):
+        super().__init__()
+        self.n_fft, self.hop_length = config.mel_n_fft, config.mel_hop_length
+        self.num_mel_bins, self.sampling_rate = config.num_mel_bins, config.sampling_rate
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        self.register_buffer("mel_filters", mel_filter_bank(config.num_mel_bins, self.n_fft, config.sampling_rate), persistent=False)
+        self.register_buffer("feature_mean", torch.zeros(config.num_mel_bins))
+        self.register_buffer("feature_std", torch.ones(config.num_mel_bins))
+        self.input_proj = nn.Linear(config.num_mel_bins, config.mel_hidden_size)
+        self.blocks = nn.ModuleList(MixingBuddyConvBlock(config.mel_hidden_size) for _ in range(config.mel_num_layers))
+
+    def log_mel(self, input_values: torch.Tensor) -> torch.Tensor:
+        """[batch, samples] -> log-mel [batch, frames, num_mel_bins] (not standardised)."""
+        spec = torch.stft(
+            input_values.float(), self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True
+        )
+        power = spec.abs().pow(2).transpose(1, 2)  # [batch, frames, n_fft // 2 + 1]
+        return torch.log(power @ self.mel_filters.T + 1e-6)
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        """[batch, samples] -> [num_layers + 1, batch, frames, hidden]: the input projection and each block's output."""
+        features = (self.log_mel(input_values) - self.feature_mean) / self.feature_std
+        states = [self.input_proj(features)]
+        for block in self.blocks:
+            states.append(block(states[-1]))
+        return torch.stack(states)
+
+
+def mel_filter_bank(num_mel_bins: int, n_fft: int, sampling_rate: int) -> torch.Tensor:
+    """Triangular HTK-mel filters [num_mel_bins, n_fft // 2 + 1]."""
+    from transformers.audio_utils import mel_filter_bank as hf_mel_filter_bank
+
+    filters = hf_mel_filter_bank(
+        num_frequency_bins=n_fft // 2 + 1,
+        num_mel_filters=num_mel_bins,
+        min_frequency=20.0,
+        max_frequency=sampling_rate / 2,
+        sampling_rate=sampling_rate,
+        mel_scale="htk",
+    )
+    return torch.from_numpy(filters.T).float()
+
+
 class MixingBuddyPreTrainedModel(PreTrainedModel):
     config_class = MixingBuddyConfig
     base_model_prefix = "model"
@@ -123,18 +187,14 @@ class MixingBuddyPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
+        super()._init_weights(module)  # Linear, Conv1d, LayerNorm, Embedding and the language model's rotary buffers
         if isinstance(module, MixingBuddyLayerWeights):
-            module.weights.zero_()
-        elif isinstance(module, (MixingBuddyProjector, MixingBuddyAdviceHead, MixingBuddyProjectorBlock)):
-            for sub in module.modules():
-                if isinstance(sub, nn.Linear):
-                    nn.init.normal_(sub.weight, std=0.02)
-                    nn.init.zeros_(sub.bias)
-                elif isinstance(sub, nn.LayerNorm):
-                    nn.init.ones_(sub.weight)
-                    nn.init.zeros_(sub.bias)
-        else:
-            super()._init_weights(module)
+            init.zeros_(module.weights)
+        elif isinstance(module, MixingBuddyLogMelEncoder):
+            init.copy_(module.window, torch.hann_window(module.n_fft))
+            init.copy_(module.mel_filters, mel_filter_bank(module.num_mel_bins, module.n_fft, module.sampling_rate))
+            init.zeros_(module.feature_mean)
+            init.ones_(module.feature_std)
 
 
 class MixingBuddyModel(MixingBuddyPreTrainedModel):
@@ -142,7 +202,10 @@ class MixingBuddyModel(MixingBuddyPreTrainedModel):
 
     def __init__(self, config: MixingBuddyConfig):
         super().__init__(config)
-        self.audio_tower = HubertModel(config.audio_config)
+        if config.audio_frontend == "log_mel":
+            self.audio_tower = MixingBuddyLogMelEncoder(config)
+        else:
+            self.audio_tower = HubertModel(config.audio_config)
         self.layer_weights = MixingBuddyLayerWeights(config.num_audio_states)
         self.projector = MixingBuddyProjector(config)
         self.language_model = Qwen2Model(config.text_config)
@@ -170,12 +233,15 @@ class MixingBuddyModel(MixingBuddyPreTrainedModel):
         """
         # input_values: [batch, samples] -> [num_layers + 1, batch, frames, audio_dim]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_audio_tower):
+            if self.config.audio_frontend == "log_mel":
+                return self.audio_tower(input_values)
             outputs = self.audio_tower(input_values, output_hidden_states=True, return_dict=True)
         return torch.stack((*outputs.hidden_states[:-1], outputs.last_hidden_state))
 
     def get_audio_features(self, input_values: torch.Tensor) -> torch.Tensor:
         """Raw 24 kHz audio [batch, samples] -> audio tokens [batch, num_audio_tokens, text_dim]."""
-        mixed = self.layer_weights(self.audio_hidden_state_stack(input_values.to(self.audio_tower.dtype)))
+        tower_dtype = next(self.audio_tower.parameters()).dtype
+        mixed = self.layer_weights(self.audio_hidden_state_stack(input_values.to(tower_dtype)))
         return self.projector(mixed.to(self.projector.output.weight.dtype))
 
     def get_placeholder_mask(self, input_ids: torch.LongTensor, audio_embeds: torch.Tensor) -> torch.Tensor:
@@ -416,7 +482,6 @@ class MixingBuddyForConditionalGeneration(MixingBuddyPreTrainedModel, Generation
             if module is not None:
                 module.to_empty(device=device)
                 module.apply(model._init_weights)
-                model._init_weights(module)
         model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         if "quantization_config" in lm_kwargs:

@@ -223,3 +223,21 @@ def test_projector_dropout_can_be_changed(tiny):
     model.set_projector_dropout(0.1)
     assert {m.p for m in model.model.projector.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
     model.set_projector_dropout(model.config.projector_dropout)
+
+
+def test_log_mel_frontend_standardises_with_stored_statistics_and_counts_tokens():
+    model, processor = build_tiny_model_and_processor(audio_frontend="log_mel", freeze_audio_tower=False, audio_pooling=25)
+    tower = model.model.audio_tower
+    assert model.config.audio_tokens_per_clip == processor.audio_tokens_per_clip == 30  # (240000 - 1024) // 320 + 1 = 747
+    audio = torch.randn(2, 240000) * 0.1
+    log_mel = tower.log_mel(audio)
+    assert log_mel.shape == (2, 747, model.config.num_mel_bins)
+    with torch.no_grad():
+        tower.feature_mean.copy_(log_mel.mean(dim=(0, 1)))
+        tower.feature_std.copy_(log_mel.std(dim=(0, 1)))
+        states = tower(audio)
+        expected = tower.input_proj((log_mel - tower.feature_mean) / tower.feature_std)
+    assert states.shape == (model.config.num_audio_states, 2, 747, model.config.mel_hidden_size)
+    torch.testing.assert_close(states[0], expected)
+    trainable = {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad and n.startswith("model.")}
+    assert "audio_tower" in trainable  # the light front-end is trained, unlike the frozen MERT
