@@ -197,7 +197,7 @@ DETECTION_TASKS: dict[str, Callable[[Mapping], str | None]] = {
 
 
 def detection_cell(task_answer: Callable[[Mapping], str | None], truth: Mapping, parsed: Mapping) -> str:
-    """"tp", "fp", "fn" or "tn" for one example (the rules are in the module docstring)."""
+    """The table cell ("tp", "fp", "fn" or "tn") of one example; the rules are in the module docstring."""
     if truth["direction"] == "none":
         return "tn" if parsed["direction"] == "none" else "fp"
     answer = task_answer(parsed)
