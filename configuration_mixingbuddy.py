@@ -110,6 +110,13 @@ class MixingBuddyConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.aux_loss not in AUX_LOSS_TYPES:
             raise ValueError(f"aux_loss must be one of {AUX_LOSS_TYPES}, got {self.aux_loss!r}.")
+        if getattr(self, "auto_map", None) is None:  # a saved folder loads with AutoConfig, AutoModel and AutoModelForCausalLM
+            model_class = "modeling_mixingbuddy.MixingBuddyForConditionalGeneration"
+            self.auto_map = {
+                "AutoConfig": "configuration_mixingbuddy.MixingBuddyConfig",
+                "AutoModel": model_class,
+                "AutoModelForCausalLM": model_class,
+            }
         if self.audio_frontend not in AUDIO_FRONTENDS:
             raise ValueError(f"audio_frontend must be one of {AUDIO_FRONTENDS}, got {self.audio_frontend!r}.")
         if self.audio_pooling < 1:
@@ -141,5 +148,7 @@ class MixingBuddyConfig(PreTrainedConfig):
         """Placeholder tokens a clip expands to (749 at pooling 1 for the paper model)."""
         return num_audio_tokens(self.clip_samples, *self.audio_frame_kernel_stride, self.audio_pooling)
 
+
+MixingBuddyConfig.register_for_auto_class()
 
 __all__ = ["MixingBuddyConfig"]

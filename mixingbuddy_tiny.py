@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -12,7 +10,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Wav2Vec2FeatureExtractor
 
 from configuration_mixingbuddy import MixingBuddyConfig
-from modeling_mixingbuddy import MixingBuddyForConditionalGeneration
+from modeling_mixingbuddy import MixingBuddyForConditionalGeneration, save_hub_folder
 from processing_mixingbuddy import (
     INSTRUCTION_TEMPLATES,
     RESPONSE_TEMPLATES,
@@ -111,38 +109,6 @@ def build_tiny_model_and_processor(seed: int = 0, **config_kwargs):
         clip_seconds=config.clip_seconds,
     )
     return model, processor
-
-
-def save_hub_folder(model, processor, out_dir: str | os.PathLike) -> Path:
-    """Save model and processor in Hub layout (auto_map, remote-code files), writing to a temporary folder first."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"Output folder {out_dir} exists and is not empty.")
-    type(model.config).register_for_auto_class("AutoConfig")
-    type(model).register_for_auto_class("AutoModelForCausalLM")
-    type(processor).register_for_auto_class("AutoProcessor")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        _add_auto_model_entry(tmp / "config.json")
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def _add_auto_model_entry(config_path: Path):
-    """`register_for_auto_class` records one model auto class; AutoModel must resolve to the same class too."""
-    import json
-
-    config = json.loads(config_path.read_text())
-    config["auto_map"]["AutoModel"] = config["auto_map"]["AutoModelForCausalLM"]
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def save_tiny_checkpoint(out_dir: str | os.PathLike, seed: int = 0, **config_kwargs) -> Path:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -509,4 +513,24 @@ def apply_lora(model: MixingBuddyForConditionalGeneration, r: int = 16, alpha: i
     return get_peft_model(model, lora_config)
 
 
-__all__ = ["MixingBuddyForConditionalGeneration", "MixingBuddyModel", "MixingBuddyPreTrainedModel", "apply_lora"]
+def save_hub_folder(model, processor, out_dir, overwrite: bool = False) -> Path:
+    """Save model and processor in Hub layout (weights, configs, the remote-code files), written to a temporary folder
+    first and moved into `out_dir` only when complete. Without `overwrite`, `out_dir` must be empty or absent."""
+    out_dir = Path(out_dir)
+    if not overwrite and out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"Output folder {out_dir} exists and is not empty.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=out_dir))
+    try:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        for path in tmp.iterdir():
+            os.replace(path, out_dir / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+MixingBuddyForConditionalGeneration.register_for_auto_class("AutoModelForCausalLM")
+
+__all__ = ["MixingBuddyForConditionalGeneration", "MixingBuddyModel", "MixingBuddyPreTrainedModel", "apply_lora", "save_hub_folder"]

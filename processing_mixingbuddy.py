@@ -500,4 +500,6 @@ def _is_single_clip(audio) -> bool:
     return not isinstance(audio, (list, tuple))
 
 
+MixingBuddyProcessor.register_for_auto_class()
+
 __all__ = ["MixingBuddyProcessor", "parse_advice", "format_instruction", "format_response"]

@@ -15,7 +15,8 @@ import torch
 from conftest import make_clips, make_prompts
 from safetensors.torch import load_file
 
-from mixingbuddy_tiny import TINY_AUDIO_CONFIG, TINY_TEXT_CONFIG, build_tiny_model_and_processor, build_tiny_tokenizer, save_hub_folder
+from mixingbuddy_tiny import TINY_AUDIO_CONFIG, TINY_TEXT_CONFIG, build_tiny_model_and_processor, build_tiny_tokenizer
+from modeling_mixingbuddy import save_hub_folder
 from modeling_mixingbuddy import MixingBuddyForConditionalGeneration, apply_lora
 
 REPO = Path(__file__).resolve().parents[1]
