@@ -221,7 +221,9 @@ _STATE_CUES = {
         "decrease",
     ),
 }
-_PHRASAL_VERBS = frozenset({"turn", "bring", "push", "pull", "crank", "nudge", "pump", "dial", "move", "take", "ease", "roll", "back"})
+_PHRASAL_VERBS = frozenset(
+    {"turn", "bring", "push", "pull", "crank", "nudge", "pump", "dial", "move", "take", "ease", "roll", "back", "come", "go", "bump"}
+)
 _PARTICLES = {"up": "increase", "down": "decrease", "off": "decrease", "back": "decrease"}
 _CLAUSE_BREAKS = frozenset({".", ",", ";", ":", "!", "?", "but", "however", "though", "although"})
 _BALANCED = re.compile(
@@ -329,6 +331,15 @@ def parse_advice(text: str) -> dict:
 # The processor
 # ---------------------------------------------------------------------------------------------
 
+
+def make_conversation(instruction: str, response: str | None = None) -> list[dict]:
+    """A user turn holding one audio item and `instruction`, followed by the assistant's `response` when given."""
+    conversation = [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": instruction}]}]
+    if response is not None:
+        conversation.append({"role": "assistant", "content": response})
+    return conversation
+
+
 # ChatML, with the system prompt filled in when the conversation has none and one audio placeholder per audio item.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -400,11 +411,7 @@ class MixingBuddyProcessor(ProcessorMixin):
 
     def build_conversation(self, anchor: str, stems=STEMS, template: int = 0, response: str | None = None) -> list:
         """A conversation with one audio item and an instruction naming `stems` and `anchor` (plus the answer)."""
-        content = [{"type": "audio"}, {"type": "text", "text": format_instruction(anchor, stems, template)}]
-        conversation = [{"role": "user", "content": content}]
-        if response is not None:
-            conversation.append({"role": "assistant", "content": response})
-        return conversation
+        return make_conversation(format_instruction(anchor, stems, template), response)
 
     def prepare_audio(self, audio, sampling_rate: int) -> np.ndarray:
         """One clip -> float32 mono [clip_samples] at the model's rate. Raises ValueError on unusable audio."""

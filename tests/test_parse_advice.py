@@ -40,6 +40,7 @@ def test_templates_are_grammatical():
         ("Compared with the vocals, the bass is too hot.", "bass", "decrease", None, None),
         ("The drum is too quiet relative to the bass.", "drums", "increase", None, None),
         ("Turn the singer down by 3 to 6 decibels.", "vocals", "decrease", 3.0, 6.0),
+        ("The vocals need to come up by 3 to 6 dB.", "vocals", "increase", 3.0, 6.0),
         ("The basses are buried.", "bass", "increase", None, None),
         ("Sounds great to me!", None, None, None, None),
         ("", None, None, None, None),
