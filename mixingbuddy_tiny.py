@@ -76,8 +76,8 @@ def build_tiny_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:
     )
 
 
-def build_tiny_model_and_processor(seed: int = 0, **config_kwargs):
-    """A tiny random model (tiny HuBERT, tiny Qwen2) and its processor, in memory."""
+def build_tiny_model_and_processor(seed: int = 0, text_hidden_size: int = 64, text_layers: int = 2, **config_kwargs):
+    """A tiny random model (tiny HuBERT or log-mel front-end, tiny Qwen2) and its processor, in memory."""
     tokenizer = build_tiny_tokenizer()
     config_kwargs.setdefault("audio_pooling", 25)
     config_kwargs.setdefault("projector_hidden_sizes", [64, 64])
@@ -85,6 +85,9 @@ def build_tiny_model_and_processor(seed: int = 0, **config_kwargs):
         audio_config=dict(TINY_AUDIO_CONFIG),
         text_config={
             **TINY_TEXT_CONFIG,
+            "hidden_size": text_hidden_size,
+            "intermediate_size": 2 * text_hidden_size,
+            "num_hidden_layers": text_layers,
             "vocab_size": len(tokenizer),
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id,

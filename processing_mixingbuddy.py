@@ -393,6 +393,19 @@ class MixingBuddyProcessor(ProcessorMixin):
         self.clip_seconds = clip_seconds
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template or CHAT_TEMPLATE)
 
+    @classmethod
+    def from_pretrained_components(
+        cls, audio_encoder: str = "m-a-p/MERT-v1-330M", language_model: str = "Qwen/Qwen2-7B-Instruct", audio_pooling: int = 1
+    ) -> "MixingBuddyProcessor":
+        """MERT's feature extractor and the Qwen2 tokenizer (with the audio token added), from Hub ids or folders."""
+        from transformers import AutoTokenizer, Wav2Vec2FeatureExtractor
+
+        tokenizer = AutoTokenizer.from_pretrained(language_model)
+        tokenizer.add_special_tokens({"additional_special_tokens": ["<|AUDIO|>"]})
+        tokenizer.padding_side = "left"
+        feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder)
+        return cls(feature_extractor, tokenizer, audio_pooling=audio_pooling)
+
     @property
     def sampling_rate(self) -> int:
         return self.feature_extractor.sampling_rate
