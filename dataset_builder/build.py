@@ -1,0 +1,167 @@
+"""`build_dataset`: run the builder and write a Hub-ready folder (Parquet shards + dataset card), atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import datasets
+import yaml
+
+from processing_mixingbuddy import CATEGORIES, TARGET_STEMS
+
+from .builder import MixingBuddyGain
+from .corpus import MUSDB_VALIDATION_TRACKS
+
+
+def build_dataset(
+    stems_dir: str | Path,
+    out_dir: str | Path,
+    config: str = "expanded",
+    *,
+    seed: int = 0,
+    num_proc: int | None = None,
+    cache_dir: str | Path | None = None,
+    overwrite: bool = False,
+    push_to_hub: str | None = None,
+    **config_kwargs,
+) -> dict:
+    """Build the data set from a MUSDB18HQ-layout folder into `out_dir` and return its statistics.
+
+    `out_dir` gets `data/{train,validation,test}-00000-of-00001.parquet` and a `README.md` card whose YAML lists
+    the files, so `load_dataset(out_dir)` returns the same `DatasetDict`. Everything is written to a temporary
+    folder beside `out_dir` and renamed into place, so a failure leaves nothing behind. `cache_dir` is the root
+    of the stem cache; `config_kwargs` are other `MixingBuddyGainConfig` fields (gating thresholds, ...).
+    """
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"Output folder {out} already exists and is not empty (use --overwrite to replace it)")
+    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.incomplete")
+    staging.mkdir(parents=True)
+    try:
+        builder = MixingBuddyGain(
+            config_name=config,
+            data_dir=str(stems_dir),
+            cache_dir=str(staging / "arrow"),
+            seed=seed,
+            stem_cache_dir=None if cache_dir is None else str(cache_dir),
+            **config_kwargs,
+        )
+        builder.download_and_prepare(num_proc=num_proc)
+        splits = builder.as_dataset()
+        for split in splits:
+            splits[split].to_parquet(staging / "data" / f"{split}-00000-of-00001.parquet")
+        stats = dataset_stats(builder, splits)
+        (staging / "README.md").write_text(dataset_card(stats))
+        del splits  # release the memory-mapped Arrow files before deleting them
+        shutil.rmtree(staging / "arrow")
+        _move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if push_to_hub:
+        push_folder_to_hub(out, push_to_hub)
+    return stats
+
+
+def dataset_stats(builder: MixingBuddyGain, splits: datasets.DatasetDict) -> dict:
+    """Counts per split: rows, categories, target and anchor stems, tracks, and the gating counts."""
+    stats = {"config": builder.config.name, "seed": builder.config.seed, "gating_thresholds": asdict(builder.config.gating)}
+    stats["splits"] = {
+        split: {
+            "rows": dataset.num_rows,
+            "tracks": len(set(dataset["track"])),
+            "categories": dict(sorted(Counter(dataset["error_category"]).items())),
+            "target_stems": dict(sorted(Counter(dataset["target_stem"]).items())),
+            "anchor_stems": dict(sorted(Counter(dataset["anchor_stem"]).items())),
+            "gating": builder.gating_stats[split].to_dict(),
+        }
+        for split, dataset in splits.items()
+    }
+    return stats
+
+
+def dataset_card(stats: dict) -> str:
+    """README.md: YAML front matter that `load_dataset` reads (config and data files), then the statistics."""
+    splits = stats["splits"]
+    front_matter = {
+        "pretty_name": "MixingBuddy gain balance",
+        "tags": ["music", "audio", "mixing", "musdb18"],
+        "configs": [
+            {
+                "config_name": stats["config"],
+                "default": True,
+                "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits],
+            }
+        ],
+    }
+    lines = [
+        "---",
+        yaml.safe_dump(front_matter, sort_keys=False).strip(),
+        "---",
+        "",
+        f"# MixingBuddy gain-balance data set ({stats['config']})",
+        "",
+        "Each row names a 10 s chunk of a multitrack song and a flaw: one target stem's gain changed by `gain_db`"
+        " (uniform within its category's range), an anchor stem named in the instruction, and the advice that fixes"
+        " the flaw. Rows hold metadata only; render the flawed mix from the stems with"
+        " `dataset_builder.render_flawed_mix(row, stems_dir)`.",
+        "",
+        f"- Config: `{stats['config']}`; seed: {stats['seed']}.",
+        f"- Validation: MUSDB's {len(MUSDB_VALIDATION_TRACKS)} standard validation tracks when present, otherwise a"
+        " seeded fraction of the train tracks; no track is in two splits.",
+        "- Gating: " + ", ".join(f"{k} = {v}" for k, v in stats["gating_thresholds"].items()) + ".",
+        "",
+        "## Rows",
+        "",
+        _table(["split", "tracks", "rows", *CATEGORIES], [
+            [split, s["tracks"], s["rows"], *(s["categories"].get(c, 0) for c in CATEGORIES)] for split, s in splits.items()
+        ]),
+        "",
+        "## Target and anchor stems",
+        "",
+        _table(["split", *(f"target {t}" for t in TARGET_STEMS), *(f"anchor {t}" for t in TARGET_STEMS)], [
+            [split, *(s["target_stems"].get(t, 0) for t in TARGET_STEMS), *(s["anchor_stems"].get(t, 0) for t in TARGET_STEMS)]
+            for split, s in splits.items()
+        ]),
+        "",
+        "## Gating (10 s chunks; a gated-out chunk counts under every criterion it fails)",
+        "",
+        _table(["split", "chunks", "kept", "gated out", "quiet mixture", "quiet stem", "too few active frames"], [
+            [split, *(s["gating"][k] for k in ("chunks", "kept", "gated_out", "quiet_mixture", "quiet_stem", "too_few_active_frames"))]
+            for split, s in splits.items()
+        ]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def push_folder_to_hub(folder: Path, repo_id: str) -> None:
+    """Upload a built data-set folder to a Hub dataset repository (created if needed)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset")
+
+
+def _table(header: list, rows: list[list]) -> str:
+    return "\n".join(
+        ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+        + ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    )
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename `staging` to `out`, replacing an existing `out` only once the new folder is complete."""
+    if out.exists():
+        retired = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
+        os.rename(out, retired)
+        os.rename(staging, out)
+        shutil.rmtree(retired)
+    else:
+        os.rename(staging, out)

@@ -1,0 +1,72 @@
+"""Which 10 s chunks of a track are usable: loud enough overall, every stem audible, and active most of the time."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GatingThresholds:
+    """The authors' gating: mixture RMS >= -35 dBFS, every stem RMS >= -45 dBFS, >= 20 % of 50 ms frames active."""
+
+    mixture_min_rms_db: float = -35.0
+    stem_min_rms_db: float = -45.0
+    frame_active_rms_db: float = -45.0  # a frame of the mixture is active above this RMS
+    min_active_fraction: float = 0.2
+    frame_seconds: float = 0.05
+
+
+@dataclass
+class GatingStats:
+    """Chunk counts; a gated-out chunk counts under every criterion it fails."""
+
+    chunks: int = 0
+    kept: int = 0
+    quiet_mixture: int = 0
+    quiet_stem: int = 0
+    too_few_active_frames: int = 0
+
+    @property
+    def gated_out(self) -> int:
+        return self.chunks - self.kept
+
+    def __add__(self, other: GatingStats) -> GatingStats:
+        return GatingStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def to_dict(self) -> dict[str, int]:
+        return {**asdict(self), "gated_out": self.gated_out}
+
+
+def rms_db(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """RMS level in dBFS along `axis` (silence gives about -200 dB)."""
+    return 10 * np.log10(np.mean(np.square(x, dtype=np.float64), axis=axis) + 1e-20)
+
+
+def gate_chunks(
+    stems: np.ndarray, sampling_rate: int, chunk_seconds: float, thresholds: GatingThresholds
+) -> tuple[list[int], GatingStats]:
+    """Indices of the non-overlapping chunks of `stems` [n_stems, samples] that pass, and the counts.
+
+    The mixture is the sum of the stems; a final partial chunk is dropped.
+    """
+    chunk_len = round(chunk_seconds * sampling_rate)
+    frame_len = round(thresholds.frame_seconds * sampling_rate)
+    n_stems, n_chunks = stems.shape[0], stems.shape[1] // chunk_len
+    chunks = np.asarray(stems[:, : n_chunks * chunk_len]).reshape(n_stems, n_chunks, chunk_len)
+    mixture = chunks.sum(axis=0)  # [n_chunks, chunk_len]
+    frames = mixture[:, : (chunk_len // frame_len) * frame_len].reshape(n_chunks, -1, frame_len)
+
+    loud_mixture = rms_db(mixture) >= thresholds.mixture_min_rms_db  # [n_chunks]
+    loud_stems = (rms_db(chunks) >= thresholds.stem_min_rms_db).all(axis=0)  # [n_chunks]
+    active = (rms_db(frames) > thresholds.frame_active_rms_db).mean(axis=-1) >= thresholds.min_active_fraction
+    kept = loud_mixture & loud_stems & active
+    stats = GatingStats(
+        chunks=n_chunks,
+        kept=int(kept.sum()),
+        quiet_mixture=int((~loud_mixture).sum()),
+        quiet_stem=int((~loud_stems).sum()),
+        too_few_active_frames=int((~active).sum()),
+    )
+    return np.flatnonzero(kept).tolist(), stats

@@ -1,0 +1,147 @@
+"""A cache of mono stems at the model's rate, one float32 `.npy` per track, and flawed mixes rendered from it.
+
+Location: `<root>/<short hash of the resolved stems folder>/<track>/sr<rate>-v<format>-<fingerprint>.npy`, where the
+root is the `cache_dir` argument, else `$MIXINGBUDDY_CACHE_DIR`, else `~/.cache/mixingbuddy/stems`. The fingerprint
+hashes the size and modification time of the track's stem files, so editing a file makes a new entry (the stale
+one is deleted when the new one is written). Entries are written to a temporary file and renamed into place.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from processing_mixingbuddy import STEMS
+
+from .corpus import CorpusError, Track, error_summary, find_tracks
+
+CACHE_ENV = "MIXINGBUDDY_CACHE_DIR"
+DEFAULT_CACHE_ROOT = "~/.cache/mixingbuddy/stems"
+CACHE_FORMAT = 1
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """`cache_dir`, else `$MIXINGBUDDY_CACHE_DIR`, else `~/.cache/mixingbuddy/stems`."""
+    return Path(cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_ROOT).expanduser().resolve()
+
+
+def stem_cache_dir(stems_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The cache folder of one stems folder: `<cache root>/<short hash of the resolved stems folder>`."""
+    resolved = str(Path(stems_dir).expanduser().resolve())
+    return cache_root(cache_dir) / hashlib.sha256(resolved.encode()).hexdigest()[:12]
+
+
+def decode_mono(path: Path, sampling_rate: int) -> np.ndarray:
+    """Any-rate, any-channel audio file -> float32 mono [samples] at `sampling_rate` (soxr HQ)."""
+    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)  # [frames, channels]
+    mono = audio.mean(axis=1)
+    if rate != sampling_rate:
+        mono = soxr.resample(mono, rate, sampling_rate, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+class StemCache:
+    """Stems of a MUSDB18HQ-layout folder as `[len(STEMS), samples]` float32 arrays, memory-mapped once per track.
+
+    Rendering a chunk is then a slice and a weighted sum. Entries are created on first use (decode + resample).
+    """
+
+    def __init__(self, stems_dir: str | Path, sampling_rate: int = 24000, cache_dir: str | Path | None = None):
+        self.stems_dir = Path(stems_dir).expanduser().resolve()
+        self.sampling_rate = sampling_rate
+        self.directory = stem_cache_dir(self.stems_dir, cache_dir)
+        self._tracks: dict[str, Track] | None = None
+        self._arrays: dict[str, np.ndarray] = {}
+
+    @property
+    def tracks(self) -> dict[str, Track]:
+        if self._tracks is None:
+            self._tracks = find_tracks(self.stems_dir)
+        return self._tracks
+
+    def track(self, name: str) -> Track:
+        if name not in self.tracks:
+            raise KeyError(f"Track '{name}' is not in {self.stems_dir}")
+        return self.tracks[name]
+
+    def entry_path(self, name: str) -> Path:
+        track = self.track(name)
+        return self.directory / name / f"sr{self.sampling_rate}-v{CACHE_FORMAT}-{track.fingerprint()}.npy"
+
+    def ensure(self, name: str) -> Path:
+        """The track's cache entry, decoded and written first if it is missing or stale."""
+        path = self.entry_path(name)
+        if not path.exists():
+            stems = self._decode(self.track(name))
+            _save_atomically(path, stems)
+            for stale in path.parent.glob(f"sr{self.sampling_rate}-*.npy"):
+                if stale != path:
+                    stale.unlink(missing_ok=True)
+        return path
+
+    def load(self, name: str) -> np.ndarray:
+        """The track's stems, [len(STEMS), samples] float32 (read-only memory map, kept for later calls)."""
+        if name not in self._arrays:
+            self._arrays[name] = np.load(self.ensure(name), mmap_mode="r")
+        return self._arrays[name]
+
+    def chunk(self, name: str, start_sec: float, end_sec: float) -> np.ndarray:
+        """[len(STEMS), samples] view of the stems between two times."""
+        start = round(start_sec * self.sampling_rate)
+        return self.load(name)[:, start : start + round((end_sec - start_sec) * self.sampling_rate)]
+
+    def render(self, example: dict) -> np.ndarray:
+        """The flawed mix of a data-set row, float32 [samples]: the stems present, the target scaled by 10^(gain/20)."""
+        present = example.get("stems_present") or STEMS
+        weights = np.array([float(stem in present) for stem in STEMS], dtype=np.float32)  # [len(STEMS)]
+        weights[STEMS.index(example["target_stem"])] *= np.float32(10 ** (example["gain_db"] / 20))
+        return np.asarray(weights @ self.chunk(example["track"], example["start_sec"], example["end_sec"]))
+
+    def _decode(self, track: Track) -> np.ndarray:
+        track.validate()
+        stems = []
+        for stem in STEMS:
+            path = track.stem_path(stem)
+            try:
+                mono = decode_mono(path, self.sampling_rate)
+            except (sf.SoundFileError, OSError) as err:
+                raise CorpusError(f"Track '{track.name}': cannot decode {path}: {error_summary(err)}") from None
+            if not np.isfinite(mono).all():
+                raise CorpusError(f"Track '{track.name}': {path} contains NaN or infinite samples")
+            stems.append(mono)
+        length = min(len(s) for s in stems)  # validated durations agree to a sample; resampling may round apart
+        return np.stack([s[:length] for s in stems])  # [len(STEMS), samples]
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_cache(stems_dir: Path, sampling_rate: int, root: Path) -> StemCache:
+    return StemCache(stems_dir, sampling_rate, root)
+
+
+def render_flawed_mix(
+    example: dict, stems_dir: str | Path, sampling_rate: int = 24000, cache_dir: str | Path | None = None
+) -> np.ndarray:
+    """Render a data-set row's flawed mix, float32 mono [samples] at `sampling_rate`, from the stem cache.
+
+    rendered - original == (10^(gain_db/20) - 1) * target, where the original mix is the plain sum of the stems.
+    Keeps one `StemCache` per stems folder, so repeated calls only slice memory-mapped arrays.
+    """
+    return _shared_cache(Path(stems_dir).expanduser().resolve(), sampling_rate, cache_root(cache_dir)).render(example)
+
+
+def _save_atomically(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            np.save(file, array)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
