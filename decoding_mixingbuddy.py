@@ -1,6 +1,5 @@
 """Constrained decoding of advice: the model may only say the mix is balanced, or name a stem it may change with a dB
-range that a flaw category asks for. Also `advice_validity`: the one definition of a valid, unparseable or impossible
-answer.
+range that a flaw category asks for: every answer it lets through is "valid" by `processing_mixingbuddy.advice_validity`.
 
 The valid answers for a prompt (its stems and anchor) are the training responses (`RESPONSE_TEMPLATES`) for every stem
 the advice may name and every category, each followed by the end-of-turn token. Their token sequences form a trie; at
@@ -15,49 +14,31 @@ generated = model.generate(**inputs, **kwargs)[:, inputs["input_ids"].shape[1] :
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from processing_mixingbuddy import CATEGORIES, RESPONSE_TEMPLATES, STEMS, TARGET_STEMS, format_response, validate_stems
+from processing_mixingbuddy import (
+    CATEGORIES,
+    RESPONSE_TEMPLATES,
+    STEMS,
+    advice_stems,
+    format_response,
+    validate_stems,
+)
 
 END_OF_TURN = "<|im_end|>"  # what the processor appends to every training response; generation's eos
 
 
-def advice_stems(stems_present: Iterable[str], anchor: str) -> list[str]:
-    """Stems an advice may ask to change: target stems present in the mix, except the anchor."""
-    stems_present = validate_stems(stems_present, anchor)
-    return [stem for stem in TARGET_STEMS if stem in stems_present and stem != anchor]
-
-
 def valid_answers(stems_present: Iterable[str], anchor: str) -> list[str]:
     """Every response template filled in for every stem the advice may name and every category."""
-    stems = advice_stems(stems_present, anchor)
+    stems = advice_stems(validate_stems(stems_present, anchor), anchor)
     answers = []
     for name, category in CATEGORIES.items():
         targets = [None] if category.direction == "none" else stems
         answers += [format_response(name, stem, i) for stem in targets for i in range(len(RESPONSE_TEMPLATES[name]))]
     return answers
-
-
-def advice_validity(parsed: Mapping, stems_present: Iterable[str], anchor: str) -> str:
-    """Judge a `parse_advice` dict against its prompt: "valid", "unparseable" or "impossible".
-
-    Valid: the mix is balanced with no dB amount named, or an increase/decrease of a stem from `advice_stems` by the
-    correction range of a category of that direction (3 to 6 or 6 to 12 dB). Unparseable: no direction can be read.
-    Impossible: anything else a parsed answer can be — it names the anchor, a stem not in the mix or `other`, names no
-    stem or no amount, or a range no category of its direction has. Every answer of `valid_answers` is valid.
-    """
-    direction = parsed["direction"]
-    amount = (parsed["min_db"], parsed["max_db"])
-    if direction is None:
-        return "unparseable"
-    if direction == "none":
-        return "valid" if parsed["stem"] is None and amount == (None, None) else "impossible"
-    ranges = {c.correction_db for c in CATEGORIES.values() if c.direction == direction}
-    valid = parsed["stem"] in advice_stems(stems_present, anchor) and amount in ranges
-    return "valid" if valid else "impossible"
 
 
 class TokenTrie:
@@ -161,8 +142,6 @@ def constrained_generate_kwargs(
 __all__ = [
     "AdviceConstraintLogitsProcessor",
     "TokenTrie",
-    "advice_stems",
-    "advice_validity",
     "constrained_generate_kwargs",
     "valid_answers",
 ]

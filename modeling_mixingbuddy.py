@@ -12,16 +12,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, HubertConfig, HubertModel, PreTrainedModel, Qwen2Config, Qwen2Model
+from transformers import GenerationMixin, HubertConfig, HubertModel, PreTrainedModel, Qwen2Model
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 
 try:
-    from .configuration_mixingbuddy import MixingBuddyConfig, num_audio_tokens
+    from .configuration_mixingbuddy import MixingBuddyConfig
 except ImportError:  # imported as a top-level module from a checkout, not as Hub remote code
-    from configuration_mixingbuddy import MixingBuddyConfig, num_audio_tokens
+    from configuration_mixingbuddy import MixingBuddyConfig
 
 LORA_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 TRAINED_MODULES = ("layer_weights", "projector", "advice_head")

@@ -153,6 +153,32 @@ def advice_class(target_stem: str, category: str) -> int:
     return 0 if category == "no_error" else ADVICE_CLASSES.index(f"{target_stem}:{category}")
 
 
+def advice_stems(stems_present, anchor: str | None) -> list[str]:
+    """Stems an advice may ask to change: target stems present in the mix, except the anchor."""
+    return [stem for stem in TARGET_STEMS if stem in stems_present and stem != anchor]
+
+
+def advice_validity(advice: dict, stems_present=STEMS, anchor: str | None = None) -> str:
+    """Judge a `parse_advice` dict against its instruction: "valid", "incomplete", "impossible" or "unparseable".
+
+    Unparseable: no direction can be read. Impossible: what no correct answer could say — it asks to change the anchor,
+    a stem that is not in the mix or is not a target stem, names a dB range that is not a category's correction range
+    for its direction, or says the mix is balanced while naming a stem or an amount. Incomplete: a direction without a
+    stem or without an amount. Valid: a balanced verdict, or a direction, a changeable stem and a correction range.
+    """
+    direction, stem = advice["direction"], advice["stem"]
+    amount = (advice["min_db"], advice["max_db"])
+    if direction is None:
+        return "unparseable"
+    if direction == "none":
+        return "valid" if stem is None and amount == (None, None) else "impossible"
+    if stem is not None and stem not in advice_stems(stems_present, anchor):
+        return "impossible"
+    if amount != (None, None) and amount not in {c.correction_db for c in CATEGORIES.values() if c.direction == direction}:
+        return "impossible"
+    return "incomplete" if stem is None or amount == (None, None) else "valid"
+
+
 def format_db(value: float) -> str:
     """3.0 -> "3", 4.5 -> "4.5"."""
     return f"{value:g}"

@@ -42,12 +42,12 @@ from processing_mixingbuddy import (
     STEMS,
     TARGET_STEMS,
     advice_class,
+    advice_validity,
     parse_advice,
 )
 
 FLAW_DIRECTIONS = ("increase", "decrease")
 DIRECTIONS = FLAW_DIRECTIONS + ("none",)
-CORRECTION_RANGES = frozenset(c.correction_db for c in CATEGORIES.values() if c.direction != "none")
 ACCURACY_KEYS = ("joint", "stem", "direction", "magnitude")
 PREDICTED_CLASSES = ADVICE_CLASSES + ("other", "unparseable")  # "other": advice that names no class (no stem, odd dB)
 
@@ -98,18 +98,6 @@ def labels_from_response(response: str) -> dict:
     return {"target_stem": advice["stem"], "error_category": category}
 
 
-def is_impossible(advice: Mapping, anchor_stem: str | None, stems_present: Iterable[str]) -> bool:
-    """Whether a readable advice contradicts the instruction or the task (see the module docstring)."""
-    amount = (advice["min_db"], advice["max_db"])
-    if advice["direction"] == "none":
-        return amount != (None, None)
-    if advice["direction"] is None:
-        return False
-    stem = advice["stem"]
-    wrong_stem = stem is not None and (stem == anchor_stem or stem not in stems_present)
-    return wrong_stem or (amount != (None, None) and amount not in CORRECTION_RANGES)
-
-
 def grade(record: Mapping) -> dict:
     """Parse `record["generated"]` and judge it against the record's ground-truth fields.
 
@@ -127,7 +115,7 @@ def grade(record: Mapping) -> dict:
         "parsed": parsed,
         "correct": {"joint": stem and direction, "stem": stem, "direction": direction, "magnitude": magnitude},
         "unparseable": parsed["direction"] is None,
-        "impossible": is_impossible(parsed, record["anchor_stem"], record["stems_present"]),
+        "impossible": advice_validity(parsed, record["stems_present"], record["anchor_stem"]) == "impossible",
     }
 
 

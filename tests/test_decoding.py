@@ -8,11 +8,10 @@ from decoding_mixingbuddy import (
     END_OF_TURN,
     AdviceConstraintLogitsProcessor,
     TokenTrie,
-    advice_validity,
     constrained_generate_kwargs,
     valid_answers,
 )
-from processing_mixingbuddy import STEMS, TARGET_STEMS, parse_advice
+from processing_mixingbuddy import STEMS, TARGET_STEMS, advice_validity, parse_advice
 
 # (stems present, anchor) per prompt: different anchors, and a mix without vocals whose only changeable stem is drums.
 ROWS = [(STEMS, "vocals"), (STEMS, "drums"), (("bass", "drums", "other"), "bass")]
@@ -158,8 +157,8 @@ def test_every_valid_answer_reads_back_as_valid(stems, anchor):
         (DRUMS_LOUD, ("bass", "other", "vocals"), "vocals", "impossible"),  # not in the mix
         ("The drums are far too loud. Reduce the drums by 4 to 8 dB.", STEMS, "vocals", "impossible"),  # no such range
         ("The drums are far too loud. Reduce the drums by 6 dB.", STEMS, "vocals", "impossible"),
-        ("The drums are far too loud.", STEMS, "vocals", "impossible"),  # no amount
-        ("Reduce it by 3 to 6 dB.", STEMS, "vocals", "impossible"),  # no stem
+        ("The drums are far too loud.", STEMS, "vocals", "incomplete"),  # no amount
+        ("Reduce it by 3 to 6 dB.", STEMS, "vocals", "incomplete"),  # no stem
         ("", STEMS, "vocals", "unparseable"),
         ("dB dB the the the", STEMS, "vocals", "unparseable"),
     ],

@@ -1,6 +1,5 @@
 """Model behaviour on a tiny random MixingBuddy: shapes, token counts, the layer stack, losses, batching, generation."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
