@@ -1,0 +1,263 @@
+"""The flawed-mix data set: corpus checks, stem cache, gating, rows, builder, Parquet output, CLI and augmentation."""
+
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dataset_builder import MixingBuddyGain, StemCache, augment_mix, build_dataset, render_flawed_mix
+from dataset_builder.corpus import CorpusError, Track, assign_splits
+from dataset_builder.examples import expanded_rows
+from dataset_builder.gating import GatingThresholds, gate_chunks
+from mixingbuddy_cli import main
+from processing_mixingbuddy import CATEGORIES, INSTRUCTION_TEMPLATES, STEMS, TARGET_STEMS
+
+RATE = 24000
+# name -> (source split, sampling rate, channels); every song lasts 21 s: two 10 s chunks, the partial third dropped.
+SONGS = {
+    "Actions - One Minute Smile": ("train", 44100, 2),  # one of MUSDB's validation tracks
+    "Song A": ("train", 22050, 1),
+    "Song B": ("train", 44100, 2),  # vocals silent after 10 s: its second chunk is gated out
+    "Song C": ("train", 48000, 1),
+    "Test X": ("test", 44100, 2),
+    "Test Y": ("test", 24000, 1),
+}
+KEPT_CHUNKS = {"train": 5, "validation": 2, "test": 4}
+
+
+def write_song(folder: Path, rate: int, channels: int, seed: int, seconds: float = 21.0, silent_vocals_after=None):
+    """Four stems of tones plus noise, about -23 dBFS each."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, stem in enumerate(STEMS):
+        x = 0.1 * np.sin(2 * np.pi * 80 * (i + 1) ** 1.5 * t) + 0.02 * rng.standard_normal(t.size)
+        if stem == "vocals" and silent_vocals_after is not None:
+            x[int(silent_vocals_after * rate) :] = 0
+        sf.write(folder / f"{stem}.wav", np.repeat(x[:, None], channels, axis=1), rate, subtype="PCM_16")
+
+
+def write_corpus(root: Path, songs=SONGS) -> Path:
+    for seed, (name, (split, rate, channels)) in enumerate(songs.items()):
+        write_song(root / split / name, rate, channels, seed, silent_vocals_after=10.0 if name == "Song B" else None)
+    return root
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A corpus, its stem cache and the expanded data set built once with the CLI defaults (num_proc 1)."""
+    root = tmp_path_factory.mktemp("mixingbuddy_data")
+    corpus, cache = write_corpus(root / "corpus"), root / "stem_cache"
+    stats = build_dataset(corpus, root / "expanded", cache_dir=cache)
+    return {"root": root, "corpus": corpus, "cache": cache, "out": root / "expanded", "stats": stats}
+
+
+@pytest.fixture(scope="module")
+def expanded(workspace):
+    return datasets.load_dataset(str(workspace["out"]), cache_dir=str(workspace["root"] / "hf_cache"))
+
+
+def test_expanded_has_30_rows_per_gated_chunk(workspace, expanded):
+    assert list(expanded) == ["train", "validation", "test"]
+    for split, kept in KEPT_CHUNKS.items():
+        assert expanded[split].num_rows == 30 * kept
+        gating = workspace["stats"]["splits"][split]["gating"]
+        assert gating["kept"] == kept == gating["chunks"] - gating["gated_out"]
+    assert workspace["stats"]["splits"]["train"]["gating"] == {
+        "chunks": 6, "kept": 5, "quiet_mixture": 0, "quiet_stem": 1, "too_few_active_frames": 0, "gated_out": 1
+    }
+    train = expanded["train"]
+    assert ("Song B", 1) not in set(zip(train["track"], train["chunk_index"]))
+    per_chunk = Counter(zip(train["track"], train["chunk_index"]))
+    assert set(per_chunk.values()) == {30}
+    assert len(set(train["uid"])) == train.num_rows
+
+
+def test_categories_and_stems_are_balanced(expanded):
+    for split in expanded.values():
+        n = split.num_rows
+        assert Counter(split["error_category"]) == {c: n // 5 for c in CATEGORIES}
+        assert Counter(split["target_stem"]) == {s: n // 3 for s in TARGET_STEMS}
+        assert Counter(split["anchor_stem"]) == {s: n // 3 for s in TARGET_STEMS}
+        assert all(t != a for t, a in zip(split["target_stem"], split["anchor_stem"]))
+
+
+def test_templates_are_used_about_equally():
+    rows = [row for chunk in range(100) for row in expanded_rows(0, f"song {chunk % 7}", chunk, 10.0)]
+    instruction = Counter(row["instruction_template"] for row in rows)
+    assert len(instruction) == len(INSTRUCTION_TEMPLATES)
+    assert max(instruction.values()) < 1.2 * len(rows) / 10 and min(instruction.values()) > 0.8 * len(rows) / 10
+    for category in CATEGORIES:
+        response = Counter(row["response_template"] for row in rows if row["error_category"] == category)
+        assert len(response) == 10 and min(response.values()) > 0.6 * 60 and max(response.values()) < 1.4 * 60
+
+
+def test_gains_lie_in_their_category_range(expanded):
+    for row in expanded["train"]:
+        category = CATEGORIES[row["error_category"]]
+        assert (row["min_gain_db"], row["max_gain_db"]) == (category.min_gain_db, category.max_gain_db)
+        if row["error_category"] == "no_error":
+            assert row["gain_db"] == 0.0
+        else:
+            assert category.min_gain_db <= row["gain_db"] <= category.max_gain_db
+        assert row["target_stem"] in row["response"] or row["error_category"] == "no_error"
+        assert row["anchor_stem"] in row["instruction"]
+
+
+def test_render_identity(workspace, expanded):
+    cache = StemCache(workspace["corpus"], cache_dir=workspace["cache"])
+    for row in expanded["test"].select(range(0, 120, 7)):
+        rendered = render_flawed_mix(row, workspace["corpus"], cache_dir=workspace["cache"])
+        original = render_flawed_mix({**row, "gain_db": 0.0}, workspace["corpus"], cache_dir=workspace["cache"])
+        stems = cache.chunk(row["track"], row["start_sec"], row["end_sec"])  # [4, 240000]
+        target = stems[STEMS.index(row["target_stem"])]
+        assert rendered.shape == (10 * RATE,) and rendered.dtype == np.float32
+        np.testing.assert_allclose(original, stems.sum(axis=0), atol=1e-6)
+        np.testing.assert_allclose(rendered - original, (10 ** (row["gain_db"] / 20) - 1) * target, atol=1e-6)
+
+
+def test_cache_matches_a_fresh_decode(workspace):
+    cache = StemCache(workspace["corpus"], cache_dir=workspace["cache"])
+    stems = cache.load("Song A")  # 22.05 kHz mono source
+    assert stems.shape == (4, 21 * RATE) and stems.dtype == np.float32
+    vocals, rate = sf.read(workspace["corpus"] / "train" / "Song A" / "vocals.wav", dtype="float32")
+    assert rate == 22050
+    assert np.corrcoef(stems[3, 1000:-1000:2], np.interp(np.arange(1000, 21 * RATE - 1000, 2) * rate / RATE, np.arange(len(vocals)), vocals))[0, 1] > 0.99
+
+
+def test_splits_hold_whole_tracks(expanded):
+    tracks = {split: set(ds["track"]) for split, ds in expanded.items()}
+    assert tracks["validation"] == {"Actions - One Minute Smile"}
+    assert tracks["test"] == {"Test X", "Test Y"}
+    assert tracks["train"] == {"Song A", "Song B", "Song C"}
+
+
+def test_seeded_validation_fraction_without_musdb_names():
+    tracks = {f"song {i:02d}": Track(f"song {i:02d}", "train", Path(".")) for i in range(20)}
+    tracks["test song"] = Track("test song", "test", Path("."))
+    splits = assign_splits(tracks, seed=3, validation_fraction=0.15)
+    assert len(splits["validation"]) == 3 and not set(splits["validation"]) & set(splits["train"])
+    assert len(splits["train"]) + len(splits["validation"]) == 20 and splits["test"] == ["test song"]
+    assert splits == assign_splits(tracks, seed=3, validation_fraction=0.15)
+
+
+def test_cli_build_with_two_processes_is_byte_identical(workspace, capsys):
+    out = workspace["root"] / "expanded_np2"
+    args = ["build-dataset", "--stems", str(workspace["corpus"]), "--out", str(out), "--num-proc", "2"]
+    assert main(args + ["--cache-dir", str(workspace["cache"])]) == 0
+    assert "test: 120 rows from 4 of 4 chunks" in capsys.readouterr().out
+    for split in KEPT_CHUNKS:
+        name = f"data/{split}-00000-of-00001.parquet"
+        assert (out / name).read_bytes() == (workspace["out"] / name).read_bytes()
+    assert (out / "README.md").read_text() == (workspace["out"] / "README.md").read_text()
+
+
+def test_sampled_builder_draws_one_row_per_chunk_from_the_expanded_rows(workspace, expanded, tmp_path):
+    builder = MixingBuddyGain(
+        config_name="sampled", data_dir=str(workspace["corpus"]), cache_dir=str(tmp_path), stem_cache_dir=str(workspace["cache"])
+    )
+    builder.download_and_prepare()
+    sampled = builder.as_dataset()
+    assert {split: ds.num_rows for split, ds in sampled.items()} == KEPT_CHUNKS
+    expanded_gains = dict(zip(expanded["train"]["uid"], expanded["train"]["gain_db"]))
+    for row in sampled["train"]:
+        assert expanded_gains[row["uid"]] == row["gain_db"]
+    assert builder.gating_stats["train"].gated_out == 1
+
+
+def test_card_reports_counts_and_gating(workspace):
+    card = (workspace["out"] / "README.md").read_text()
+    assert card.startswith("---\n") and "config_name: expanded" in card and "path: data/validation-*.parquet" in card
+    assert "| train | 6 | 5 | 1 | 0 | 1 | 0 |" in card
+    assert "| test | 2 | 120 | 24 | 24 | 24 | 24 | 24 |" in card
+
+
+def test_changed_stem_file_refreshes_its_cache_entry(tmp_path):
+    write_song(tmp_path / "corpus" / "train" / "a", 24000, 1, seed=0, seconds=3)
+    write_song(tmp_path / "corpus" / "test" / "b", 24000, 1, seed=1, seconds=3)
+    cache = StemCache(tmp_path / "corpus", cache_dir=tmp_path / "cache")
+    old_entry, old = cache.ensure("a"), np.array(cache.load("a"))
+    write_song(tmp_path / "corpus" / "train" / "a", 24000, 1, seed=5, seconds=3)
+    fresh = StemCache(tmp_path / "corpus", cache_dir=tmp_path / "cache")
+    assert fresh.ensure("a") != old_entry and not old_entry.exists()
+    assert not np.allclose(fresh.load("a"), old)
+
+
+def test_cache_location_follows_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIXINGBUDDY_CACHE_DIR", str(tmp_path / "env_cache"))
+    assert StemCache(tmp_path).directory.parent == tmp_path / "env_cache"
+    assert StemCache(tmp_path, cache_dir=tmp_path / "arg").directory.parent == tmp_path / "arg"
+
+
+def _break_missing_stem(track: Path):
+    (track / "drums.wav").unlink()
+
+
+def _break_lengths(track: Path):
+    sf.write(track / "bass.wav", np.zeros(RATE * 5, dtype=np.float32), RATE)
+
+
+def _break_unreadable(track: Path):
+    (track / "other.wav").write_bytes(b"this is not a wav file")
+
+
+def _break_empty(track: Path):
+    sf.write(track / "vocals.wav", np.zeros(0, dtype=np.float32), RATE)
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (_break_missing_stem, "missing stem file"),
+        (_break_lengths, "different lengths"),
+        (_break_unreadable, "cannot read"),
+        (_break_empty, "is empty"),
+    ],
+)
+def test_bad_input_fails_cleanly_with_track_and_file(tmp_path, breakage, message):
+    write_song(tmp_path / "corpus" / "train" / "good", RATE, 1, seed=0, seconds=3)
+    write_song(tmp_path / "corpus" / "test" / "broken", RATE, 1, seed=1, seconds=3)
+    breakage(tmp_path / "corpus" / "test" / "broken")
+    with pytest.raises(CorpusError, match=message) as error:
+        build_dataset(tmp_path / "corpus", tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert "'broken'" in str(error.value) and "broken/" in str(error.value) and "\n" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]  # no output, no staging folder, no cache
+
+
+def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys):
+    assert main(["build-dataset", "--stems", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nowhere" in err and "Traceback" not in err
+    write_song(tmp_path / "corpus" / "train" / "a", RATE, 1, seed=0, seconds=3)
+    write_song(tmp_path / "corpus" / "test" / "b", RATE, 1, seed=1, seconds=3)
+    (tmp_path / "corpus" / "test" / "b" / "bass.wav").unlink()
+    assert main(["build-dataset", "--stems", str(tmp_path / "corpus"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Track 'b'" in err and "bass.wav" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_gating_criteria():
+    t = np.arange(3 * 10 * RATE) / RATE
+    stems = np.tile(0.1 * np.sin(2 * np.pi * 220 * t), (4, 1)).astype(np.float32)  # [4, 3 chunks]
+    stems[:, : 10 * RATE] *= 10 ** (-40 / 20)  # chunk 0: every stem at about -63 dBFS
+    stems[:, 10 * RATE + RATE : 20 * RATE] = 0  # chunk 1: 10 % of frames active
+    kept, stats = gate_chunks(stems, RATE, 10.0, GatingThresholds())
+    assert kept == [2]
+    assert (stats.quiet_stem, stats.too_few_active_frames, stats.gated_out) == (1, 2, 2)
+    kept, _ = gate_chunks(stems, RATE, 10.0, GatingThresholds(min_active_fraction=0.05, mixture_min_rms_db=-60, stem_min_rms_db=-60))
+    assert kept == [1, 2]
+
+
+def test_augment_mix_is_seeded_and_bounded():
+    mix = 0.5 * np.sin(np.linspace(0, 2000, 10 * RATE)).astype(np.float32)
+    a, b, c = augment_mix(mix, 1), augment_mix(mix, 1), augment_mix(mix, 2)
+    assert a.dtype == np.float32 and a.shape == mix.shape
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert np.abs(augment_mix(3 * mix, 0)).max() <= 1.0
+    ratio_db = 20 * np.log10(np.std(a) / np.std(mix))
+    assert -3.01 < ratio_db < 3.01 and abs(a.mean()) < 0.006
