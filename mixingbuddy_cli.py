@@ -25,6 +25,25 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate(args: argparse.Namespace) -> int:
+    from evaluation_mixingbuddy import evaluate_split
+
+    decodings = ("greedy", "constrained") if args.decoding == "both" else (args.decoding,)
+    results = evaluate_split(
+        args.model, args.dataset, args.out, args.stems, split=args.split, batch_size=args.batch_size,
+        limit=args.limit, decodings=decodings, cache_dir=args.cache_dir,
+    )
+    for decoding, metrics in results.items():
+        o = metrics["overall"]
+        print(
+            f"{decoding}: joint {o['joint_accuracy']:.1%}, stem {o['stem_accuracy']:.1%}, direction "
+            f"{o['direction_accuracy']:.1%}, magnitude {o['magnitude_accuracy']:.1%}, unparseable "
+            f"{o['unparseable_share']:.1%}, impossible {o['impossible_share']:.1%} (n = {o['n']})"
+        )
+    print(f"Wrote predictions, metrics and plots to {args.out}")
+    return 0
+
+
 def critique(args: argparse.Namespace) -> int:
     from critique_mixingbuddy import critique_file, format_critique
 
@@ -43,6 +62,19 @@ def add_model_commands(commands) -> None:
     p.add_argument("--out", default="demo_out", help="folder for everything the demo makes (default: demo_out)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=demo)
+
+    p = commands.add_parser("evaluate", help="generate advice for a data-set split and score it (the paper's Tables I-IV)")
+    p.add_argument("--model", required=True, help="model folder or Hub id")
+    p.add_argument("--dataset", required=True, help="data-set folder written by build-dataset, or a Hub id")
+    p.add_argument("--stems", required=True, help="the MUSDB18HQ-layout folder the data set was built from")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", required=True, help="folder for predictions.jsonl, metrics.json, metrics.md and plots")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N rows only")
+    p.add_argument("--decoding", choices=("greedy", "constrained", "both"), default="greedy",
+                   help="constrained: only valid advice can be generated; both: greedy in OUT, constrained in OUT/constrained")
+    p.add_argument("--cache-dir", default=None, help="stem cache root (default: $MIXINGBUDDY_CACHE_DIR or ~/.cache/mixingbuddy/stems)")
+    p.set_defaults(func=evaluate)
 
     p = commands.add_parser("critique", help="gain-balance advice for every 10 s of an audio file")
     p.add_argument("audio", help="an audio file soundfile can read (WAV, FLAC, OGG, ...)")

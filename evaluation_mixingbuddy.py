@@ -1,0 +1,66 @@
+"""`mixingbuddy evaluate`: batched greedy generation over a data-set split, then the scorer's report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from datasets import load_dataset
+from tqdm.auto import tqdm
+
+from critique_mixingbuddy import load_model
+from scoring_mixingbuddy import prediction_record, write_report
+from training_mixingbuddy import FlawedMixCollator
+
+DECODINGS = ("greedy", "constrained")
+
+
+@torch.no_grad()
+def generate_advice(model, collator: FlawedMixCollator, rows: list[dict], constrained: bool = False) -> list[str]:
+    """Greedy answers (left padding, KV cache) for a batch of data-set rows, optionally constrained to valid advice."""
+    inputs = collator.generation_inputs(rows)
+    prompt_length = inputs["input_ids"].shape[1]
+    kwargs = {}
+    if constrained:
+        from decoding_mixingbuddy import constrained_generate_kwargs
+
+        kwargs = constrained_generate_kwargs(
+            collator.processor, [r["anchor_stem"] for r in rows], [r["stems_present"] for r in rows], prompt_length
+        )
+    generated = model.generate(**inputs.to(model.device), do_sample=False, **kwargs)
+    return collator.processor.batch_decode(generated[:, prompt_length:], skip_special_tokens=True)
+
+
+def evaluate_split(
+    model_path: str,
+    dataset: str,
+    out_dir: str | Path,
+    stems_dir: str | Path,
+    split: str = "test",
+    batch_size: int = 16,
+    limit: int | None = None,
+    decodings=("greedy",),
+    cache_dir=None,
+    model_and_processor=None,
+) -> dict[str, dict]:
+    """Generate advice for `split` of `dataset` (a folder or Hub id) and write, per decoding, `predictions.jsonl`,
+    `metrics.json`, `metrics.md` and confusion plots (greedy in `out_dir`, constrained in `out_dir/constrained`).
+    Returns the metrics per decoding."""
+    unknown = [d for d in decodings if d not in DECODINGS]
+    if unknown:
+        raise ValueError(f"Unknown decoding(s) {unknown}; choose from {list(DECODINGS)}.")
+    model, processor = model_and_processor or load_model(model_path)
+    rows = load_dataset(str(dataset), split=split)
+    if limit is not None:
+        rows = rows.select(range(min(limit, len(rows))))
+    collator = FlawedMixCollator(processor, stems_dir, cache_dir=cache_dir)
+    results = {}
+    for decoding in decodings:
+        records = []
+        for start in tqdm(range(0, len(rows), batch_size), desc=f"evaluate ({decoding})", unit="batch"):
+            batch = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
+            texts = generate_advice(model, collator, batch, constrained=decoding == "constrained")
+            records += [prediction_record(row, text) for row, text in zip(batch, texts)]
+        target = Path(out_dir) if decoding == "greedy" else Path(out_dir) / decoding
+        results[decoding] = write_report(records, target)
+    return results
