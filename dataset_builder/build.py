@@ -69,19 +69,17 @@ def build_dataset(
 
 
 def dataset_stats(builder: MixingBuddyGain, splits: datasets.DatasetDict) -> dict:
-    """Counts per split: rows, categories, target and anchor stems, tracks, and the gating counts."""
+    """Counts per split: rows, categories, target and anchor stems, and the gating counts (a split without rows is
+    left out of the data files but keeps its gating counts)."""
     stats = {"config": builder.config.name, "seed": builder.config.seed, "gating_thresholds": asdict(builder.config.gating)}
-    stats["splits"] = {
-        split: {
+    stats["splits"] = {split: {"rows": 0, "gating": gating.to_dict()} for split, gating in builder.gating_stats.items()}
+    for split, dataset in splits.items():
+        stats["splits"][split] |= {
             "rows": dataset.num_rows,
-            "tracks": len(set(dataset["track"])),
             "categories": dict(sorted(Counter(dataset["error_category"]).items())),
             "target_stems": dict(sorted(Counter(dataset["target_stem"]).items())),
             "anchor_stems": dict(sorted(Counter(dataset["anchor_stem"]).items())),
-            "gating": builder.gating_stats[split].to_dict(),
         }
-        for split, dataset in splits.items()
-    }
     return stats
 
 
@@ -95,7 +93,7 @@ def dataset_card(stats: dict) -> str:
             {
                 "config_name": stats["config"],
                 "default": True,
-                "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits],
+                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits if splits[s]["rows"]],
             }
         ],
     }
@@ -118,14 +116,14 @@ def dataset_card(stats: dict) -> str:
         "",
         "## Rows",
         "",
-        _table(["split", "tracks", "rows", *CATEGORIES], [
-            [split, s["tracks"], s["rows"], *(s["categories"].get(c, 0) for c in CATEGORIES)] for split, s in splits.items()
+        _table(["split", "rows", *CATEGORIES], [
+            [split, s["rows"], *(s.get("categories", {}).get(c, 0) for c in CATEGORIES)] for split, s in splits.items()
         ]),
         "",
         "## Target and anchor stems",
         "",
         _table(["split", *(f"target {t}" for t in TARGET_STEMS), *(f"anchor {t}" for t in TARGET_STEMS)], [
-            [split, *(s["target_stems"].get(t, 0) for t in TARGET_STEMS), *(s["anchor_stems"].get(t, 0) for t in TARGET_STEMS)]
+            [split, *(s.get(f"{role}_stems", {}).get(t, 0) for role in ("target", "anchor") for t in TARGET_STEMS)]
             for split, s in splits.items()
         ]),
         "",

@@ -26,6 +26,8 @@ from .examples import expanded_rows, sampled_rows
 from .gating import GatingStats, GatingThresholds, gate_chunks
 from .stem_cache import StemCache, cache_root
 
+logger = datasets.logging.get_logger(__name__)
+
 FEATURES = datasets.Features(
     {
         "uid": datasets.Value("string"),
@@ -124,7 +126,10 @@ class MixingBuddyGain(datasets.GeneratorBasedBuilder):
         for split, names in split_tracks.items():
             self.gating_stats[split] = sum((gated[name][1] for name in names), GatingStats())
             chunks = [(name, index) for name in names for index in gated[name][0]]
-            generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"chunks": chunks}))
+            if chunks:
+                generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"chunks": chunks}))
+            else:
+                logger.warning(f"The {split} split is left out: none of its {len(names)} tracks has a chunk that passes the gating")
         return generators
 
     def _cache_and_gate(self, cache: StemCache, names: list[str], num_proc: int | None) -> dict:
@@ -139,9 +144,9 @@ class MixingBuddyGain(datasets.GeneratorBasedBuilder):
         )
         progress = dict(total=len(names), desc="Caching and gating stems", unit=" tracks")
         if not num_proc or num_proc <= 1:
-            return dict(zip(names, tqdm(map(job, names), **progress)))
+            return dict(zip(names, list(tqdm(map(job, names), **progress))))
         with ProcessPoolExecutor(max_workers=num_proc) as pool:
-            return dict(zip(names, tqdm(pool.map(job, names), **progress)))
+            return dict(zip(names, list(tqdm(pool.map(job, names), **progress))))
 
     def _generate_examples(self, chunks: list[tuple[str, int]]):
         make_rows = expanded_rows if self.config.expanded else sampled_rows

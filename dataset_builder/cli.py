@@ -22,6 +22,12 @@ def synth_stems(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_overrides(args: argparse.Namespace) -> dict:
+    """The `MixingBuddyGainConfig` fields given on the command line."""
+    fields = ("validation_fraction", *(field for field, _ in GATING_OPTIONS.values()))
+    return {field: getattr(args, field) for field in fields if getattr(args, field) is not None}
+
+
 def build_dataset(args: argparse.Namespace) -> int:
     from .build import build_dataset
 
@@ -34,12 +40,11 @@ def build_dataset(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         overwrite=args.overwrite,
         push_to_hub=args.push_to_hub,
-        **{field: value for field in ("validation_fraction", *(f for f, _ in GATING_OPTIONS.values()))
-           if (value := getattr(args, field)) is not None},
+        **config_overrides(args),
     )
     for split, s in stats["splits"].items():
         gating = s["gating"]
-        print(f"{split}: {s['rows']} rows from {gating['kept']} of {gating['chunks']} chunks ({s['tracks']} tracks)")
+        print(f"{split}: {s['rows']} rows from {gating['kept']} of {gating['chunks']} chunks")
     print(f"Wrote {args.out}" + (f" and pushed it to {args.push_to_hub}" if args.push_to_hub else ""))
     return 0
 
@@ -48,10 +53,10 @@ def add_dataset_commands(commands) -> None:
     """Register the data-set sub-commands on the `mixingbuddy` parser."""
     p = commands.add_parser("synth-stems", help="write a synthetic MUSDB18HQ-layout corpus of 4-stem songs")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--songs", type=int, required=True, help="number of train songs")
+    p.add_argument("--songs", type=int, required=True, help="number of songs (train and test)")
     p.add_argument("--seconds", type=float, required=True, help="length of each song")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--test-songs", type=int, default=None, help="number of test songs (default: the synthesizer's)")
+    p.add_argument("--test-songs", type=int, default=None, help="how many of the songs go to test/ (default: a fifth)")
     p.add_argument("--sample-rate", type=int, default=44100)
     p.set_defaults(func=synth_stems)
 

@@ -38,13 +38,18 @@ def stem_cache_dir(stems_dir: str | Path, cache_dir: str | Path | None = None) -
     return cache_root(cache_dir) / hashlib.sha256(resolved.encode()).hexdigest()[:12]
 
 
-def decode_mono(path: Path, sampling_rate: int) -> np.ndarray:
-    """Any-rate, any-channel audio file -> float32 mono [samples] at `sampling_rate` (soxr HQ)."""
-    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)  # [frames, channels]
+def to_mono(audio: np.ndarray, rate: int, sampling_rate: int) -> np.ndarray:
+    """[frames, channels] audio at `rate` -> float32 mono [samples] at `sampling_rate` (soxr HQ)."""
     mono = audio.mean(axis=1)
     if rate != sampling_rate:
         mono = soxr.resample(mono, rate, sampling_rate, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def decode_mono(path: Path, sampling_rate: int) -> np.ndarray:
+    """Any-rate, any-channel audio file -> float32 mono [samples] at `sampling_rate`."""
+    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)  # [frames, channels]
+    return to_mono(audio, rate, sampling_rate)
 
 
 class StemCache:

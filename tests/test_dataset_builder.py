@@ -172,7 +172,7 @@ def test_card_reports_counts_and_gating(workspace):
     card = (workspace["out"] / "README.md").read_text()
     assert card.startswith("---\n") and "config_name: expanded" in card and "path: data/validation-*.parquet" in card
     assert "| train | 6 | 5 | 1 | 0 | 1 | 0 |" in card
-    assert "| test | 2 | 120 | 24 | 24 | 24 | 24 | 24 |" in card
+    assert "| test | 120 | 24 | 24 | 24 | 24 | 24 |" in card
 
 
 def test_changed_stem_file_refreshes_its_cache_entry(tmp_path):
@@ -261,3 +261,13 @@ def test_augment_mix_is_seeded_and_bounded():
     assert np.abs(augment_mix(3 * mix, 0)).max() <= 1.0
     ratio_db = 20 * np.log10(np.std(a) / np.std(mix))
     assert -3.01 < ratio_db < 3.01 and abs(a.mean()) < 0.006
+
+
+def test_cli_synth_stems_then_build_sampled(tmp_path, capsys):
+    corpus, out = tmp_path / "synth", tmp_path / "sampled"
+    assert main(["synth-stems", "--out", str(corpus), "--songs", "2", "--seconds", "21", "--seed", "1"]) == 0
+    assert main(["build-dataset", "--stems", str(corpus), "--config", "sampled", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "config_name: sampled" in (out / "README.md").read_text()
+    capsys.readouterr()
+    assert main(["synth-stems", "--out", str(tmp_path / "bad"), "--songs", "0", "--seconds", "21"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

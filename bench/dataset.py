@@ -1,0 +1,98 @@
+"""Benchmark of the flawed-mix data set on a synthetic corpus (dataset_builder.synth).
+
+Prints examples/s for building the expanded data set (cold: stems decoded into the cache; warm: cache reused),
+and mixes/s for rendering 10 s flawed mixes from the stem cache versus decoding and resampling the same 10 s
+from the WAV files, without and with training augmentation, with the ratio of the two, all measured in one run.
+
+    .venv/bin/python bench/dataset.py [--songs 6] [--seconds 60] [--mixes 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dataset_builder import StemCache, augment_mix, build_dataset  # noqa: E402
+from dataset_builder.stem_cache import to_mono  # noqa: E402
+from dataset_builder.synth import synthesize_corpus  # noqa: E402
+from processing_mixingbuddy import STEMS  # noqa: E402
+
+
+def decode_flawed_mix(example: dict, track_dir: Path, sampling_rate: int = 24000) -> np.ndarray:
+    """The baseline: read the chunk of every stem from its WAV, downmix, resample (soxr HQ) and sum with the gain."""
+    mix = np.zeros(round((example["end_sec"] - example["start_sec"]) * sampling_rate), dtype=np.float32)
+    for stem in STEMS:
+        with sf.SoundFile(str(track_dir / f"{stem}.wav")) as file:
+            file.seek(round(example["start_sec"] * file.samplerate))
+            audio = file.read(round((example["end_sec"] - example["start_sec"]) * file.samplerate), dtype="float32", always_2d=True)
+            clip = to_mono(audio, file.samplerate, sampling_rate)
+        gain = 10 ** (example["gain_db"] / 20) if stem == example["target_stem"] else 1.0
+        mix[: len(clip)] += np.float32(gain) * clip[: len(mix)]
+    return mix
+
+
+def per_second(fn, items) -> float:
+    start = time.perf_counter()
+    for item in items:
+        fn(item)
+    return len(items) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--songs", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--mixes", type=int, default=200, help="mixes rendered per measurement")
+    parser.add_argument("--num-proc", type=int, default=None)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        corpus = synthesize_corpus(tmp / "corpus", args.songs, args.seconds, seed=0, progress=False)
+        timings = {}
+        for run in ("cold", "warm"):
+            start = time.perf_counter()
+            stats = build_dataset(corpus, tmp / "out", seed=0, num_proc=args.num_proc, cache_dir=tmp / "cache", overwrite=True)
+            timings[run] = time.perf_counter() - start
+        rows = sum(s["rows"] for s in stats["splits"].values())
+        chunks = sum(s["gating"]["chunks"] for s in stats["splits"].values())
+
+        dataset = datasets.load_dataset(str(tmp / "out"), split="train", cache_dir=str(tmp / "hf"))
+        picks = np.random.default_rng(0).choice(dataset.num_rows, size=min(args.mixes, dataset.num_rows), replace=False)
+        examples = [dataset[int(i)] for i in picks]
+        cache = StemCache(corpus, cache_dir=tmp / "cache")
+        track_dirs = {name: track.folder for name, track in cache.tracks.items()}
+        for example in examples:  # open every memory map; both paths agree away from the resampler's edge effects
+            rendered, decoded = cache.render(example), decode_flawed_mix(example, track_dirs[example["track"]])
+            np.testing.assert_allclose(rendered[100:-100], decoded[100:-100], atol=2e-3)
+
+        def decode(example):
+            return decode_flawed_mix(example, track_dirs[example["track"]])
+
+        results = {
+            "render": per_second(cache.render, examples),
+            "decode": per_second(decode, examples),
+            "render + augment": per_second(lambda e: augment_mix(cache.render(e), 0), examples),
+            "decode + augment": per_second(lambda e: augment_mix(decode(e), 0), examples),
+        }
+
+    print(f"corpus: {args.songs} songs x {args.seconds:g} s (44.1 kHz stereo), {chunks} chunks, {rows} expanded rows")
+    for run, seconds in timings.items():
+        print(f"build-dataset ({run} stem cache): {seconds:6.2f} s  {rows / seconds:9.0f} examples/s")
+    for name, rate in results.items():
+        print(f"{name:>17}: {rate:9.1f} mixes/s")
+    print(f"render vs decode: {results['render'] / results['decode']:.0f}x without augmentation, "
+          f"{results['render + augment'] / results['decode + augment']:.1f}x with")
+
+
+if __name__ == "__main__":
+    main()
