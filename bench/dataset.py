@@ -10,7 +10,6 @@ from the WAV files, without and with training augmentation, with the ratio of th
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,12 +18,10 @@ import datasets
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dataset_builder import StemCache, augment_mix, build_dataset  # noqa: E402
-from dataset_builder.stem_cache import to_mono  # noqa: E402
-from dataset_builder.synth import synthesize_corpus  # noqa: E402
-from processing_mixingbuddy import STEMS  # noqa: E402
+from dataset_builder import StemCache, augment_mix, build_dataset
+from dataset_builder.stem_cache import to_mono
+from dataset_builder.synth import synthesize_corpus
+from processing_mixingbuddy import STEMS
 
 
 def decode_flawed_mix(example: dict, track_dir: Path, sampling_rate: int = 24000) -> np.ndarray:
@@ -33,7 +30,9 @@ def decode_flawed_mix(example: dict, track_dir: Path, sampling_rate: int = 24000
     for stem in STEMS:
         with sf.SoundFile(str(track_dir / f"{stem}.wav")) as file:
             file.seek(round(example["start_sec"] * file.samplerate))
-            audio = file.read(round((example["end_sec"] - example["start_sec"]) * file.samplerate), dtype="float32", always_2d=True)
+            audio = file.read(
+                round((example["end_sec"] - example["start_sec"]) * file.samplerate), dtype="float32", always_2d=True
+            )
             clip = to_mono(audio, file.samplerate, sampling_rate)
         gain = 10 ** (example["gain_db"] / 20) if stem == example["target_stem"] else 1.0
         mix[: len(clip)] += np.float32(gain) * clip[: len(mix)]
@@ -61,7 +60,9 @@ def main() -> None:
         timings = {}
         for run in ("cold", "warm"):
             start = time.perf_counter()
-            stats = build_dataset(corpus, tmp / "out", seed=0, num_proc=args.num_proc, cache_dir=tmp / "cache", overwrite=True)
+            stats = build_dataset(
+                corpus, tmp / "out", seed=0, num_proc=args.num_proc, cache_dir=tmp / "cache", overwrite=True
+            )
             timings[run] = time.perf_counter() - start
         rows = sum(s["rows"] for s in stats["splits"].values())
         chunks = sum(s["gating"]["chunks"] for s in stats["splits"].values())
@@ -90,8 +91,10 @@ def main() -> None:
         print(f"build-dataset ({run} stem cache): {seconds:6.2f} s  {rows / seconds:9.0f} examples/s")
     for name, rate in results.items():
         print(f"{name:>17}: {rate:9.1f} mixes/s")
-    print(f"render vs decode: {results['render'] / results['decode']:.0f}x without augmentation, "
-          f"{results['render + augment'] / results['decode + augment']:.1f}x with")
+    print(
+        f"render vs decode: {results['render'] / results['decode']:.0f}x without augmentation, "
+        f"{results['render + augment'] / results['decode + augment']:.1f}x with"
+    )
 
 
 if __name__ == "__main__":

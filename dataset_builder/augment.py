@@ -6,7 +6,7 @@ import numpy as np
 
 
 def augment_mix(mix: np.ndarray, seed) -> np.ndarray:
-    """Whole-mix gain U(-3, +3) dB, white noise at an SNR of U(40, 60) dB, DC offset U(-0.005, +0.005), clamp to [-1, 1].
+    """Whole-mix gain U(-3, +3) dB, white noise at an SNR of U(40, 60) dB, DC offset U(-0.005, +0.005), clamp [-1, 1].
 
     Args:
         mix: float mono [samples] (or any shape; the noise is drawn per sample).

@@ -71,7 +71,11 @@ def build_dataset(
 def dataset_stats(builder: MixingBuddyGain, splits: datasets.DatasetDict) -> dict:
     """Counts per split: rows, categories, target and anchor stems, and the gating counts (a split without rows is
     left out of the data files but keeps its gating counts)."""
-    stats = {"config": builder.config.name, "seed": builder.config.seed, "gating_thresholds": asdict(builder.config.gating)}
+    stats = {
+        "config": builder.config.name,
+        "seed": builder.config.seed,
+        "gating_thresholds": asdict(builder.config.gating),
+    }
     stats["splits"] = {split: {"rows": 0, "gating": gating.to_dict()} for split, gating in builder.gating_stats.items()}
     for split, dataset in splits.items():
         stats["splits"][split] |= {
@@ -104,35 +108,55 @@ def dataset_card(stats: dict) -> str:
         "",
         f"# MixingBuddy gain-balance data set ({stats['config']})",
         "",
-        "Each row names a 10 s chunk of a multitrack song and a flaw: one target stem's gain changed by `gain_db`"
-        " (uniform within its category's range), an anchor stem named in the instruction, and the advice that fixes"
-        " the flaw. Rows hold metadata only; render the flawed mix from the stems with"
-        " `dataset_builder.render_flawed_mix(row, stems_dir)`.",
+        (
+            "Each row names a 10 s chunk of a multitrack song and a flaw: one target stem's gain changed by `gain_db`"
+            " (uniform within its category's range), an anchor stem named in the instruction, and the advice that"
+            " fixes the flaw. Rows hold metadata only; render the flawed mix from the stems with"
+            " `dataset_builder.render_flawed_mix(row, stems_dir)`."
+        ),
         "",
         f"- Config: `{stats['config']}`; seed: {stats['seed']}.",
-        f"- Validation: MUSDB's {len(MUSDB_VALIDATION_TRACKS)} standard validation tracks when present, otherwise a"
-        " seeded fraction of the train tracks; no track is in two splits.",
+        (
+            f"- Validation: MUSDB's {len(MUSDB_VALIDATION_TRACKS)} standard validation tracks when present, otherwise"
+            " a seeded fraction of the train tracks; no track is in two splits."
+        ),
         "- Gating: " + ", ".join(f"{k} = {v}" for k, v in stats["gating_thresholds"].items()) + ".",
         "",
         "## Rows",
         "",
-        _table(["split", "rows", *CATEGORIES], [
-            [split, s["rows"], *(s.get("categories", {}).get(c, 0) for c in CATEGORIES)] for split, s in splits.items()
-        ]),
+        _table(
+            ["split", "rows", *CATEGORIES],
+            [
+                [split, s["rows"], *(s.get("categories", {}).get(c, 0) for c in CATEGORIES)]
+                for split, s in splits.items()
+            ],
+        ),
         "",
         "## Target and anchor stems",
         "",
-        _table(["split", *(f"target {t}" for t in TARGET_STEMS), *(f"anchor {t}" for t in TARGET_STEMS)], [
-            [split, *(s.get(f"{role}_stems", {}).get(t, 0) for role in ("target", "anchor") for t in TARGET_STEMS)]
-            for split, s in splits.items()
-        ]),
+        _table(
+            ["split", *(f"target {t}" for t in TARGET_STEMS), *(f"anchor {t}" for t in TARGET_STEMS)],
+            [
+                [split, *(s.get(f"{role}_stems", {}).get(t, 0) for role in ("target", "anchor") for t in TARGET_STEMS)]
+                for split, s in splits.items()
+            ],
+        ),
         "",
         "## Gating (10 s chunks; a gated-out chunk counts under every criterion it fails)",
         "",
-        _table(["split", "chunks", "kept", "gated out", "quiet mixture", "quiet stem", "too few active frames"], [
-            [split, *(s["gating"][k] for k in ("chunks", "kept", "gated_out", "quiet_mixture", "quiet_stem", "too_few_active_frames"))]
-            for split, s in splits.items()
-        ]),
+        _table(
+            ["split", "chunks", "kept", "gated out", "quiet mixture", "quiet stem", "too few active frames"],
+            [
+                [
+                    split,
+                    *(
+                        s["gating"][k]
+                        for k in ("chunks", "kept", "gated_out", "quiet_mixture", "quiet_stem", "too_few_active_frames")
+                    ),
+                ]
+                for split, s in splits.items()
+            ],
+        ),
         "",
     ]
     return "\n".join(lines)

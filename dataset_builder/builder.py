@@ -129,7 +129,9 @@ class MixingBuddyGain(datasets.GeneratorBasedBuilder):
             if chunks:
                 generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"chunks": chunks}))
             else:
-                logger.warning(f"The {split} split is left out: none of its {len(names)} tracks has a chunk that passes the gating")
+                logger.warning(
+                    f"The {split} split is left out: none of its {len(names)} tracks has a chunk that passes the gating"
+                )
         return generators
 
     def _cache_and_gate(self, cache: StemCache, names: list[str], num_proc: int | None) -> dict:
@@ -142,7 +144,7 @@ class MixingBuddyGain(datasets.GeneratorBasedBuilder):
             self.config.chunk_seconds,
             self.config.gating,
         )
-        progress = dict(total=len(names), desc="Caching and gating stems", unit=" tracks")
+        progress = {"total": len(names), "desc": "Caching and gating stems", "unit": " tracks"}
         if not num_proc or num_proc <= 1:
             return dict(zip(names, list(tqdm(map(job, names), **progress))))
         with ProcessPoolExecutor(max_workers=num_proc) as pool:

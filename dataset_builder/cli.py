@@ -17,7 +17,9 @@ GATING_OPTIONS = {  # flag -> (MixingBuddyGainConfig field, help)
 def synth_stems(args: argparse.Namespace) -> int:
     from .synth import synthesize_corpus
 
-    synthesize_corpus(args.out, args.songs, args.seconds, args.seed, sample_rate=args.sample_rate, test_songs=args.test_songs)
+    synthesize_corpus(
+        args.out, args.songs, args.seconds, args.seed, sample_rate=args.sample_rate, test_songs=args.test_songs
+    )
     print(f"Wrote a synthetic MUSDB18HQ-layout corpus to {args.out}")
     return 0
 
@@ -61,15 +63,34 @@ def add_dataset_commands(commands) -> None:
     p.set_defaults(func=synth_stems)
 
     p = commands.add_parser("build-dataset", help="build the flawed-mix data set (Parquet + card) from a stems folder")
-    p.add_argument("--stems", required=True, help="MUSDB18HQ-layout folder: train/<track>/{bass,drums,other,vocals}.wav, test/...")
-    p.add_argument("--config", choices=("expanded", "sampled"), default="expanded", help="expanded: 30 rows per chunk (the paper); sampled: one")
+    p.add_argument(
+        "--stems", required=True, help="MUSDB18HQ-layout folder: train/<track>/{bass,drums,other,vocals}.wav, test/..."
+    )
+    p.add_argument(
+        "--config",
+        choices=("expanded", "sampled"),
+        default="expanded",
+        help="expanded: 30 rows per chunk (the paper); sampled: one",
+    )
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.add_argument("--num-proc", type=int, default=None, help="processes for decoding and generation")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", default=None, help="stem cache root (default: $MIXINGBUDDY_CACHE_DIR or ~/.cache/mixingbuddy/stems)")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="stem cache root (default: $MIXINGBUDDY_CACHE_DIR or ~/.cache/mixingbuddy/stems)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--push-to-hub", metavar="REPO", default=None, help="also upload the folder to this Hub dataset repo")
-    p.add_argument("--validation-fraction", type=float, help="share of train tracks held out when MUSDB's validation tracks are absent (default 0.14)")
+    p.add_argument(
+        "--push-to-hub", metavar="REPO", default=None, help="also upload the folder to this Hub dataset repo"
+    )
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="share of train tracks held out when MUSDB's validation tracks are absent (default 0.14)",
+    )
     for flag, (field, help) in GATING_OPTIONS.items():
-        p.add_argument(flag, dest=field, type=float, help=f"gating: {help} (default {getattr(GatingThresholds, field)})")
+        p.add_argument(
+            flag, dest=field, type=float, help=f"gating: {help} (default {getattr(GatingThresholds, field)})"
+        )
     p.set_defaults(func=build_dataset)

@@ -6,10 +6,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 from processing_mixingbuddy import STEMS
+
+from .seeding import keyed_rng
 
 SOURCE_SPLITS = ("train", "test")
 # MUSDB18's standard validation tracks, held out of its train folder.
@@ -96,6 +97,11 @@ def find_tracks(stems_dir: str | Path) -> dict[str, Track]:
     return tracks
 
 
+def corpus_fingerprint(tracks: dict[str, Track]) -> str:
+    """Short hash of every track's name and stem-file fingerprint."""
+    return hashlib.sha256(";".join(f"{n}:{tracks[n].fingerprint()}" for n in sorted(tracks)).encode()).hexdigest()[:16]
+
+
 def assign_splits(tracks: dict[str, Track], seed: int, validation_fraction: float) -> dict[str, list[str]]:
     """Track names per output split (train, validation, test), each sorted; validation holds whole train tracks.
 
@@ -106,21 +112,11 @@ def assign_splits(tracks: dict[str, Track], seed: int, validation_fraction: floa
     validation = [name for name in train if name in MUSDB_VALIDATION_TRACKS]
     if not validation and validation_fraction > 0 and len(train) > 1:
         count = min(len(train) - 1, max(1, round(validation_fraction * len(train))))
-        rng = np.random.default_rng(np.random.SeedSequence([seed, stable_hash("validation")]))
+        rng = keyed_rng(seed, "validation")
         validation = sorted(rng.choice(train, size=count, replace=False).tolist())
     return {"train": [n for n in train if n not in validation], "validation": validation, "test": test}
 
 
-def stable_hash(*keys) -> int:
-    """A 128-bit integer from the keys' text; the same in every process and run (unlike Python's `hash`)."""
-    text = "\x1f".join(str(key) for key in keys)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:16], "little")
-
-
 def error_summary(err: Exception) -> str:
+    """The first line of an exception's message (libsndfile's can span several)."""
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
-def corpus_fingerprint(tracks: dict[str, Track]) -> str:
-    """Short hash of every track's name and stem-file fingerprint."""
-    return hashlib.sha256(";".join(f"{n}:{tracks[n].fingerprint()}" for n in sorted(tracks)).encode()).hexdigest()[:16]

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import permutations
 
-import numpy as np
-
 from processing_mixingbuddy import (
     CATEGORIES,
     INSTRUCTION_TEMPLATES,
@@ -21,17 +19,14 @@ from processing_mixingbuddy import (
     format_response,
 )
 
-from .corpus import stable_hash
+from .seeding import keyed_rng
 
 TARGET_ANCHOR_PAIRS = tuple(permutations(TARGET_STEMS, 2))  # (target, anchor): 3 targets x 2 anchors
 
 
-def keyed_rng(seed: int, *keys) -> np.random.Generator:
-    """A generator seeded by the base seed and a stable hash of the keys."""
-    return np.random.default_rng(np.random.SeedSequence([seed, stable_hash(*keys)]))
-
-
-def make_row(seed: int, track: str, chunk_index: int, chunk_seconds: float, target: str, anchor: str, category: str) -> dict:
+def make_row(
+    seed: int, track: str, chunk_index: int, chunk_seconds: float, target: str, anchor: str, category: str
+) -> dict:
     """One row: metadata to render the flawed mix, and the conversation texts."""
     rng = keyed_rng(seed, track, chunk_index, target, anchor, category)
     instruction_template = int(rng.integers(len(INSTRUCTION_TEMPLATES)))

@@ -65,6 +65,9 @@ class StemCache:
         self._tracks: dict[str, Track] | None = None
         self._arrays: dict[str, np.ndarray] = {}
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_arrays": {}}  # workers re-open the memory maps instead of copying arrays
+
     @property
     def tracks(self) -> dict[str, Track]:
         if self._tracks is None:

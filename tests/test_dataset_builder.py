@@ -67,7 +67,12 @@ def test_expanded_has_30_rows_per_gated_chunk(workspace, expanded):
         gating = workspace["stats"]["splits"][split]["gating"]
         assert gating["kept"] == kept == gating["chunks"] - gating["gated_out"]
     assert workspace["stats"]["splits"]["train"]["gating"] == {
-        "chunks": 6, "kept": 5, "quiet_mixture": 0, "quiet_stem": 1, "too_few_active_frames": 0, "gated_out": 1
+        "chunks": 6,
+        "kept": 5,
+        "quiet_mixture": 0,
+        "quiet_stem": 1,
+        "too_few_active_frames": 0,
+        "gated_out": 1,
     }
     train = expanded["train"]
     assert ("Song B", 1) not in set(zip(train["track"], train["chunk_index"]))
@@ -125,7 +130,13 @@ def test_cache_matches_a_fresh_decode(workspace):
     assert stems.shape == (4, 21 * RATE) and stems.dtype == np.float32
     vocals, rate = sf.read(workspace["corpus"] / "train" / "Song A" / "vocals.wav", dtype="float32")
     assert rate == 22050
-    assert np.corrcoef(stems[3, 1000:-1000:2], np.interp(np.arange(1000, 21 * RATE - 1000, 2) * rate / RATE, np.arange(len(vocals)), vocals))[0, 1] > 0.99
+    assert (
+        np.corrcoef(
+            stems[3, 1000:-1000:2],
+            np.interp(np.arange(1000, 21 * RATE - 1000, 2) * rate / RATE, np.arange(len(vocals)), vocals),
+        )[0, 1]
+        > 0.99
+    )
 
 
 def test_splits_hold_whole_tracks(expanded):
@@ -157,7 +168,10 @@ def test_cli_build_with_two_processes_is_byte_identical(workspace, capsys):
 
 def test_sampled_builder_draws_one_row_per_chunk_from_the_expanded_rows(workspace, expanded, tmp_path):
     builder = MixingBuddyGain(
-        config_name="sampled", data_dir=str(workspace["corpus"]), cache_dir=str(tmp_path), stem_cache_dir=str(workspace["cache"])
+        config_name="sampled",
+        data_dir=str(workspace["corpus"]),
+        cache_dir=str(tmp_path),
+        stem_cache_dir=str(workspace["cache"]),
     )
     builder.download_and_prepare()
     sampled = builder.as_dataset()
@@ -248,7 +262,9 @@ def test_gating_criteria():
     kept, stats = gate_chunks(stems, RATE, 10.0, GatingThresholds())
     assert kept == [2]
     assert (stats.quiet_stem, stats.too_few_active_frames, stats.gated_out) == (1, 2, 2)
-    kept, _ = gate_chunks(stems, RATE, 10.0, GatingThresholds(min_active_fraction=0.05, mixture_min_rms_db=-60, stem_min_rms_db=-60))
+    kept, _ = gate_chunks(
+        stems, RATE, 10.0, GatingThresholds(min_active_fraction=0.05, mixture_min_rms_db=-60, stem_min_rms_db=-60)
+    )
     assert kept == [1, 2]
 
 
@@ -266,8 +282,33 @@ def test_augment_mix_is_seeded_and_bounded():
 def test_cli_synth_stems_then_build_sampled(tmp_path, capsys):
     corpus, out = tmp_path / "synth", tmp_path / "sampled"
     assert main(["synth-stems", "--out", str(corpus), "--songs", "2", "--seconds", "21", "--seed", "1"]) == 0
-    assert main(["build-dataset", "--stems", str(corpus), "--config", "sampled", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "build-dataset",
+                "--stems",
+                str(corpus),
+                "--config",
+                "sampled",
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     assert "config_name: sampled" in (out / "README.md").read_text()
     capsys.readouterr()
     assert main(["synth-stems", "--out", str(tmp_path / "bad"), "--songs", "0", "--seconds", "21"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_stem_cache_pickles_without_its_arrays(workspace):
+    import pickle
+
+    cache = StemCache(workspace["corpus"], cache_dir=workspace["cache"])
+    cache.load("Test X")
+    clone = pickle.loads(pickle.dumps(cache))
+    assert len(pickle.dumps(cache)) < 10_000
+    np.testing.assert_array_equal(clone.load("Test X"), cache.load("Test X"))
