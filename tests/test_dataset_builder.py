@@ -181,6 +181,13 @@ def test_sampled_builder_draws_one_row_per_chunk_from_the_expanded_rows(workspac
         assert expanded_gains[row["uid"]] == row["gain_db"]
     assert builder.gating_stats["train"].gated_out == 1
 
+    build_dataset(workspace["corpus"], tmp_path / "sampled", "sampled", cache_dir=workspace["cache"])
+    reloaded = datasets.load_dataset(str(tmp_path / "sampled"), cache_dir=str(tmp_path / "hf_cache"))
+    assert list(reloaded) == list(sampled)
+    for split in sampled:
+        assert reloaded[split].features == sampled[split].features
+        assert reloaded[split].to_list() == sampled[split].to_list()
+
 
 def test_card_reports_counts_and_gating(workspace):
     card = (workspace["out"] / "README.md").read_text()
