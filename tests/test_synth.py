@@ -1,0 +1,158 @@
+"""The procedural corpus: MUSDB18HQ layout, exact mixtures, determinism, silent sections, level spread, errors."""
+
+import hashlib
+import json
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dataset_builder import synth
+from dataset_builder.synth import STEMS, synthesize_corpus
+
+SONGS, SECONDS, SEED = 3, 30.0, 0
+FILES = tuple(f"{name}.wav" for name in (*STEMS, "mixture"))
+
+
+def digest(folder):
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def rms_dbfs(audio):
+    return 20 * np.log10(max(float(np.sqrt(np.mean(np.square(audio)))), 1e-12))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return synthesize_corpus(tmp_path_factory.mktemp("synth") / "corpus", SONGS, SECONDS, SEED, progress=False)
+
+
+@pytest.fixture(scope="module")
+def meta(corpus):
+    return json.loads((corpus / "corpus.json").read_text())
+
+
+def test_stem_names_match_the_processor():
+    from processing_mixingbuddy import STEMS as processor_stems
+
+    assert STEMS == processor_stems
+
+
+def test_layout_and_split(corpus, meta):
+    assert sorted(p.name for p in corpus.iterdir()) == ["corpus.json", "test", "train"]
+    assert not list(corpus.parent.glob(".*partial"))
+    train, test = sorted((corpus / "train").iterdir()), sorted((corpus / "test").iterdir())
+    assert (len(train), len(test)) == (2, 1)  # default: a fifth of the songs, at least one, are test
+    names = [t["track"] for t in meta["tracks"]]
+    assert len(set(names)) == SONGS and all(re.fullmatch(r"[A-Z][A-Za-z ]+ - [A-Z][A-Za-z ]+", n) for n in names)
+    assert [t["split"] for t in meta["tracks"]] == ["train", "train", "test"]
+    for record in meta["tracks"]:
+        assert sorted(p.name for p in (corpus / record["split"] / record["track"]).iterdir()) == sorted(FILES)
+    assert meta["seed"] == SEED and meta["stems"] == list(STEMS)
+
+
+def test_wav_format_and_exact_mixture(corpus, meta):
+    for record in meta["tracks"]:
+        folder = corpus / record["split"] / record["track"]
+        for name in FILES:
+            info = sf.info(folder / name)
+            assert (info.samplerate, info.channels, info.subtype, info.frames) == (44100, 2, "PCM_16", SECONDS * 44100)
+        stems = [sf.read(folder / f"{stem}.wav", dtype="int16")[0].astype(np.int32) for stem in STEMS]
+        mixture = sf.read(folder / "mixture.wav", dtype="int16")[0].astype(np.int32)
+        np.testing.assert_array_equal(mixture, np.sum(stems, axis=0))
+        assert np.abs(mixture).max() <= synth.PEAK_CEILING * 32768 + 4  # peak-safe: at most −1 dBFS
+        assert record["song_gain_db"] <= 0
+
+
+def test_same_seed_is_byte_identical_and_other_seeds_differ(corpus, tmp_path):
+    again = synthesize_corpus(tmp_path / "again", SONGS, SECONDS, SEED, progress=False)
+    assert digest(again) == digest(corpus)
+    other = digest(synthesize_corpus(tmp_path / "other", 1, 10, SEED + 1, progress=False))
+    assert not set(other.values()) & set(digest(corpus).values())
+
+
+def test_stems_fall_silent_in_some_ten_second_windows(corpus, meta):
+    silent_and_active = []
+    for record in meta["tracks"]:
+        folder = corpus / record["split"] / record["track"]
+        for stem in STEMS:
+            audio, rate = sf.read(folder / f"{stem}.wav")
+            levels = [rms_dbfs(audio[start : start + 10 * rate]) for start in range(0, len(audio), 10 * rate)]
+            if min(levels) < -45 and max(levels) > -45:
+                silent_and_active.append((record["track"], stem))
+        # Songs of 30 s or more open with an intro of at least 10 s without vocals.
+        assert record["silent"]["vocals"][0][0] == 0 and record["silent"]["vocals"][0][1] >= 10
+    assert len(silent_and_active) >= SONGS
+
+
+def test_recorded_levels_match_the_audio_and_vary_across_songs(corpus, meta):
+    for record in meta["tracks"]:
+        folder = corpus / record["split"] / record["track"]
+        for stem in STEMS:
+            audio, rate = sf.read(folder / f"{stem}.wav")
+            playing = np.ones(len(audio), dtype=bool)
+            for start, end in record["silent"][stem]:
+                playing[round(start * rate) : round(end * rate)] = False
+            expected = synth.NOMINAL_RMS_DBFS[stem] + record["levels_db"][stem] + record["song_gain_db"]
+            assert record["rms_dbfs"][stem] == pytest.approx(expected, abs=0.02)
+            assert rms_dbfs(audio[playing]) == pytest.approx(record["rms_dbfs"][stem], abs=0.1)
+    balances = [record["rms_dbfs"]["vocals"] - record["rms_dbfs"]["drums"] for record in meta["tracks"]]
+    assert max(balances) - min(balances) > 0.5
+    for stem in STEMS:
+        assert len({record["levels_db"][stem] for record in meta["tracks"]}) == SONGS
+
+
+def test_single_song_goes_to_train(tmp_path):
+    out = synthesize_corpus(tmp_path / "one", 1, 10, SEED, progress=False)
+    assert len(list((out / "train").iterdir())) == 1 and not list((out / "test").iterdir())
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"songs": 0}, "songs"),
+        ({"songs": 2.5}, "songs"),
+        ({"seconds": 9.9}, "seconds"),
+        ({"seconds": float("nan")}, "seconds"),
+        ({"seed": -1}, "seed"),
+        ({"test_songs": 3}, "test_songs"),
+        ({"sample_rate": 8000}, "sample_rate"),
+    ],
+)
+def test_bad_arguments_name_the_argument(tmp_path, kwargs, name):
+    arguments = {"out_dir": tmp_path / "out", "songs": 2, "seconds": 10, "seed": 0, "progress": False} | kwargs
+    with pytest.raises(ValueError, match=rf"^{name} "):
+        synthesize_corpus(**arguments)
+    assert not list(tmp_path.iterdir())
+
+
+def test_non_empty_out_dir_is_refused_and_left_alone(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="out"):
+        synthesize_corpus(out, 1, 10, SEED, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_empty_out_dir_is_filled(tmp_path):
+    (tmp_path / "out").mkdir()
+    assert (synthesize_corpus(tmp_path / "out", 1, 10, SEED, progress=False) / "corpus.json").is_file()
+
+
+def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
+    def fail_on_second_song(plan, *args):
+        if plan.track != synth.track_names(SEED, 2)[0]:
+            raise RuntimeError("boom")
+        return render_song(plan, *args)
+
+    render_song = synth.render_song
+    monkeypatch.setattr(synth, "render_song", fail_on_second_song)
+    with pytest.raises(RuntimeError, match="boom"):
+        synthesize_corpus(tmp_path / "out", 2, 10, SEED, progress=False)
+    assert not list(tmp_path.iterdir())
