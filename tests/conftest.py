@@ -36,3 +36,15 @@ def batch(tiny):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory):
+    """(stems_dir, dataset_dir, cache_dir): a small synthetic corpus in MUSDB18HQ layout and its `sampled` data set."""
+    from dataset_builder import build_dataset
+    from dataset_builder.synth import synthesize_corpus
+
+    root = tmp_path_factory.mktemp("synthetic")
+    stems = synthesize_corpus(root / "stems", songs=6, seconds=30, seed=0, progress=False)
+    build_dataset(stems, root / "dataset", config="expanded", seed=0, cache_dir=root / "cache")
+    return stems, root / "dataset", root / "cache"

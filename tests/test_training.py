@@ -1,0 +1,155 @@
+"""Training with MixingBuddySFTTrainer: the loss falls, accumulation equals one large batch, checkpoints reload
+identically, a resumed run continues the same data order, and two data-parallel processes match one."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import load_dataset
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+from trl import ScriptArguments, SFTConfig, TrlParser
+
+import train_sft
+from mixingbuddy_tiny import build_tiny_model_and_processor
+from training_mixingbuddy import FlawedMixCollator, MixingBuddySFTTrainer, ProjectorDropoutSchedule
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def training_args(tmp_path, **overrides) -> SFTConfig:
+    defaults = dict(
+        output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False,
+        remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, logging_steps=1,
+        save_strategy="no", eval_strategy="no", seed=0, max_grad_norm=0.0, weight_decay=0.0,
+        lr_scheduler_type="constant", disable_tqdm=True,
+    )
+    return SFTConfig(**{**defaults, **overrides})
+
+
+def tiny_trainer(tmp_path, synthetic_data, rows, aux_loss="label", **overrides):
+    stems, _, cache = synthetic_data
+    model, processor = build_tiny_model_and_processor(
+        seed=0, audio_frontend="log_mel", freeze_audio_tower=False, audio_pooling=24, aux_loss=aux_loss,
+        projector_dropout=0.0,
+    )
+    collator = FlawedMixCollator(processor, stems, cache_dir=cache)
+    return MixingBuddySFTTrainer(
+        model=model, args=training_args(tmp_path, **overrides), data_collator=collator, train_dataset=rows,
+        processing_class=processor,
+    )
+
+
+@pytest.fixture(scope="module")
+def rows(synthetic_data):
+    return load_dataset(str(synthetic_data[1]), split="train")
+
+
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tmp_path, synthetic_data, rows):
+    batch = rows.select(range(8))
+    trainer = tiny_trainer(tmp_path, synthetic_data, batch, per_device_train_batch_size=8, max_steps=12,
+                           learning_rate=3e-3, optim="adamw_torch")
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert {"lm_loss", "aux_loss"} <= set(logs[0])
+    assert logs[-1]["loss"] < 0.6 * logs[0]["loss"]
+    assert logs[-1]["lm_loss"] < logs[0]["lm_loss"] and logs[-1]["aux_loss"] < logs[0]["aux_loss"]
+
+
+@pytest.mark.parametrize("aux_loss", ["label", "norm"])
+def test_gradient_accumulation_equals_one_large_batch(tmp_path, synthetic_data, rows, aux_loss):
+    """One SGD step at lr 1 moves every parameter by minus its gradient: compare 8 × 1 with 2 × 4."""
+    batch = rows.select(range(8))
+    results = []
+    for size, steps in ((8, 1), (2, 4)):
+        trainer = tiny_trainer(tmp_path / f"{size}", synthetic_data, batch, aux_loss=aux_loss, optim="sgd",
+                               learning_rate=1.0, max_steps=1, per_device_train_batch_size=size,
+                               gradient_accumulation_steps=steps)
+        trainer.train()
+        results.append({n: p.detach().clone() for n, p in trainer.model.named_parameters()})
+    start, _ = build_tiny_model_and_processor(seed=0, audio_frontend="log_mel", freeze_audio_tower=False,
+                                              audio_pooling=24, aux_loss=aux_loss, projector_dropout=0.0)
+    moved = 0
+    for name, initial in start.named_parameters():
+        torch.testing.assert_close(results[1][name], results[0][name], atol=2e-6, rtol=1e-4, msg=name)
+        moved += not torch.equal(results[0][name], initial)
+    assert moved > 10  # the step did change the model
+
+
+def test_projector_dropout_is_lowered_once_when_eval_loss_stops_improving(tiny):
+    model, _ = tiny
+    schedule = ProjectorDropoutSchedule(0.3, 0.1)
+    schedule.on_train_begin(None, None, None, model=model)
+    rates = lambda: {m.p for m in model.model.projector.modules() if isinstance(m, torch.nn.Dropout)}  # noqa: E731
+    assert rates() == {0.3}
+    for loss, expected in ((2.0, 0.3), (1.5, 0.3), (1.6, 0.1), (1.2, 0.1)):
+        schedule.on_evaluate(None, None, None, model=model, metrics={"eval_loss": loss})
+        assert rates() == {expected}
+    assert schedule.state()["attributes"] == {"best_eval_loss": 1.2, "lowered": True}
+    model.set_projector_dropout(model.config.projector_dropout)
+
+
+def run_train_sft(synthetic_data, output_dir, *extra):
+    stems, dataset, cache = synthetic_data
+    argv = ["--config", str(REPO / "configs" / "tiny.yaml"), "--dataset_name", str(dataset), "--stems_dir",
+            str(stems), "--stem_cache_dir", str(cache), "--output_dir", str(output_dir), "--feature_statistics_clips",
+            "16", "--disable_tqdm", "true", "--eval_strategy", "no", *extra]
+    parser = TrlParser((ScriptArguments, SFTConfig, train_sft.MixingBuddyArguments))
+    return train_sft.main(*parser.parse_args_and_config(argv))
+
+
+def weights(folder) -> dict:
+    return load_file(Path(folder) / "model.safetensors")
+
+
+def test_checkpoints_reload_identically_and_resume_continues_the_data_order(tmp_path, synthetic_data):
+    common = ("--max_steps", "6", "--save_steps", "3", "--per_device_train_batch_size", "4")
+    trainer = run_train_sft(synthetic_data, tmp_path / "full", *common)
+    final = tmp_path / "full"
+    reloaded = AutoModelForCausalLM.from_pretrained(final, trust_remote_code=True).eval()
+    model = trainer.model.eval()
+    inputs = trainer.eval_data_collator.generation_inputs([trainer.train_dataset[i] for i in range(3)])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
+    assert (final / "checkpoint-3" / "model.safetensors").exists()
+    assert (final / "checkpoint-3" / "processor_config.json").exists()
+
+    run_train_sft(synthetic_data, tmp_path / "resumed", *common,
+                  "--resume_from_checkpoint", str(final / "checkpoint-3"))
+    resumed, full = weights(tmp_path / "resumed"), weights(final)
+    assert resumed.keys() == full.keys()
+    for name in full:
+        torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=0, msg=name)
+
+
+def test_two_data_parallel_processes_match_one_process_with_the_same_global_batch(tmp_path, synthetic_data, rows):
+    """A train split of exactly one global batch (8 rows), so each step sees the same rows whatever the sampler's
+    order: 2 processes × 4 rows must give the model that 1 process × 8 rows gives (DDP on gloo, CPU)."""
+    stems, _, cache = synthetic_data
+    dataset = tmp_path / "eight_rows"
+    rows.select(range(0, 240, 30)).to_parquet(dataset / "data" / "train-00000-of-00001.parquet")
+    common = ["--config", str(REPO / "configs" / "tiny.yaml"), "--dataset_name", str(dataset), "--stems_dir",
+              str(stems), "--stem_cache_dir", str(cache), "--feature_statistics_clips", "16", "--max_steps", "2",
+              "--eval_strategy", "no", "--save_strategy", "no", "--augment", "false", "--projector_dropout", "0",
+              "--disable_tqdm", "true"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launchers = {
+        2: ["--config_file", str(REPO / "configs" / "accelerate" / "ddp.yaml"), "--num_processes", "2"],
+        1: ["--num_processes", "1", "--cpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"],
+    }
+    for processes, batch in ((2, 4), (1, 8)):
+        command = [sys.executable, "-m", "accelerate.commands.launch", *launchers[processes],
+                   str(REPO / "train_sft.py"), *common, "--per_device_train_batch_size", str(batch),
+                   "--output_dir", str(tmp_path / f"p{processes}")]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    two, one = weights(tmp_path / "p2"), weights(tmp_path / "p1")
+    start, _ = build_tiny_model_and_processor(seed=0, audio_frontend="log_mel", text_hidden_size=128)
+    changed = 0
+    for name, tensor in one.items():
+        torch.testing.assert_close(two[name], tensor, atol=1e-4, rtol=1e-4, msg=name)  # Adam: 2 steps of 2e-3
+        changed += name in start.state_dict() and not torch.equal(tensor, start.state_dict()[name])
+    assert changed > 10
