@@ -88,19 +88,14 @@ def dataset_stats(builder: MixingBuddyGain, splits: datasets.DatasetDict) -> dic
 
 
 def dataset_card(stats: dict) -> str:
-    """README.md: YAML front matter that `load_dataset` reads (config and data files), then the statistics."""
+    """README.md: YAML front matter, then the statistics.
+
+    The splits are found from the file names (`data/<split>-*.parquet`). The card declares no `configs:` block on
+    purpose: with one, `datasets` keys its cache by the folder's name and the config, not by the files, so two built
+    folders of the same name would load each other's rows.
+    """
     splits = stats["splits"]
-    front_matter = {
-        "pretty_name": "MixingBuddy gain balance",
-        "tags": ["music", "audio", "mixing", "musdb18"],
-        "configs": [
-            {
-                "config_name": stats["config"],
-                "default": True,
-                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits if splits[s]["rows"]],
-            }
-        ],
-    }
+    front_matter = {"pretty_name": "MixingBuddy gain balance", "tags": ["music", "audio", "mixing", "musdb18"]}
     lines = [
         "---",
         yaml.safe_dump(front_matter, sort_keys=False).strip(),

@@ -191,9 +191,20 @@ def test_sampled_builder_draws_one_row_per_chunk_from_the_expanded_rows(workspac
 
 def test_card_reports_counts_and_gating(workspace):
     card = (workspace["out"] / "README.md").read_text()
-    assert card.startswith("---\n") and "config_name: expanded" in card and "path: data/validation-*.parquet" in card
+    assert card.startswith("---\n") and "Config: `expanded`" in card and "configs:" not in card
     assert "| train | 6 | 5 | 1 | 0 | 1 | 0 |" in card
     assert "| test | 120 | 24 | 24 | 24 | 24 | 24 |" in card
+
+
+def test_folders_of_the_same_name_load_their_own_rows(workspace, tmp_path):
+    """`datasets` caches a folder with a `configs:` card by name: two builds called "dataset" must not collide."""
+    first = build_dataset(workspace["corpus"], tmp_path / "a" / "dataset", config="expanded", seed=0,
+                          cache_dir=workspace["cache"])
+    second = build_dataset(workspace["corpus"], tmp_path / "b" / "dataset", config="sampled", seed=0,
+                           cache_dir=workspace["cache"])
+    for folder, stats in ((tmp_path / "a" / "dataset", first), (tmp_path / "b" / "dataset", second)):
+        assert datasets.load_dataset(str(folder))["test"].num_rows == stats["splits"]["test"]["rows"]
+    assert first["splits"]["test"]["rows"] == 30 * second["splits"]["test"]["rows"]
 
 
 def test_changed_stem_file_refreshes_its_cache_entry(tmp_path):
@@ -305,7 +316,7 @@ def test_cli_synth_stems_then_build_sampled(tmp_path, capsys):
         )
         == 0
     )
-    assert "config_name: sampled" in (out / "README.md").read_text()
+    assert "Config: `sampled`" in (out / "README.md").read_text()
     capsys.readouterr()
     assert main(["synth-stems", "--out", str(tmp_path / "bad"), "--songs", "0", "--seconds", "21"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
