@@ -366,8 +366,10 @@ def plan_chord_sound(rng: np.random.Generator, timbre: str) -> dict:
     return sound
 
 
-def plan_song(rng: np.random.Generator, track: str, split: str, seconds: float) -> SongPlan:
-    """Draw every choice of one song."""
+def plan_song(
+    rng: np.random.Generator, track: str, split: str, seconds: float, level_spread_db: float = LEVEL_SPREAD_DB
+) -> SongPlan:
+    """Draw every choice of one song; each stem's level is drawn within ±`level_spread_db` of its nominal level."""
     tempo = round(float(rng.uniform(80.0, 150.0)), 1)
     mode = pick(rng, list(MODES), MODE_WEIGHTS)
     tonic = int(rng.integers(12))
@@ -403,7 +405,7 @@ def plan_song(rng: np.random.Generator, track: str, split: str, seconds: float) 
         "other_wet": uniform(rng, 0.1, 0.3),
     }
     sections = plan_sections(rng, seconds, grid, bars_per_chord * len(progression))
-    levels_db = {stem: uniform(rng, -LEVEL_SPREAD_DB, LEVEL_SPREAD_DB) for stem in STEMS}
+    levels_db = {stem: uniform(rng, -level_spread_db, level_spread_db) for stem in STEMS}
     pans = {
         "bass": uniform(rng, -0.05, 0.05),
         "drums": uniform(rng, -0.1, 0.1),
@@ -1063,7 +1065,7 @@ def split_sizes(songs: int, test_songs: int | None) -> tuple[int, int]:
     return songs - int(test_songs), int(test_songs)
 
 
-def check_arguments(songs, seconds, seed, sample_rate) -> None:
+def check_arguments(songs, seconds, seed, sample_rate, level_spread_db=LEVEL_SPREAD_DB) -> None:
     def is_int(x):
         return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
@@ -1075,6 +1077,8 @@ def check_arguments(songs, seconds, seed, sample_rate) -> None:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not is_int(sample_rate) or sample_rate < MIN_SAMPLE_RATE:
         raise ValueError(f"sample_rate must be an integer >= {MIN_SAMPLE_RATE}, got {sample_rate!r}")
+    if not isinstance(level_spread_db, numbers.Real) or not 0 <= level_spread_db <= 12:
+        raise ValueError(f"level_spread_db must be a number from 0 to 12, got {level_spread_db!r}")
 
 
 def synthesize_corpus(
@@ -1085,6 +1089,7 @@ def synthesize_corpus(
     *,
     sample_rate: int = 44100,
     test_songs: int | None = None,
+    level_spread_db: float = LEVEL_SPREAD_DB,
     progress: bool = True,
 ) -> pathlib.Path:
     """Write a MUSDB18HQ-layout corpus of `songs` procedural songs of `seconds` each and return its folder.
@@ -1092,13 +1097,14 @@ def synthesize_corpus(
     Layout: `out_dir/{train,test}/<Artist - Title>/{bass,drums,other,vocals,mixture}.wav` (stereo PCM_16 at
     `sample_rate`; the mixture is exactly the sum of the stems) and `out_dir/corpus.json` (the seed and every
     song's parameters: tempo, key, progression, sounds, sections, silent spans, levels). The first songs go to
-    train and the last `test_songs` to test (default: a fifth, at least one, but a single song goes to train).
+    train and the last `test_songs` to test (default: a fifth, at least one, but a single song goes to train). Each
+    stem's level in a song is drawn within ±`level_spread_db` of its nominal level: the "right" balance varies.
     Song `i` depends only on `seed` and `i`, and the same arguments give byte-identical files.
 
     The corpus is built in a temporary sibling folder and renamed into place, so an error leaves nothing behind.
     Raises `ValueError` for a bad argument (naming it) and `FileExistsError` if `out_dir` exists and is not empty.
     """
-    check_arguments(songs, seconds, seed, sample_rate)
+    check_arguments(songs, seconds, seed, sample_rate, level_spread_db)
     songs, seconds, seed, sample_rate = int(songs), float(seconds), int(seed), int(sample_rate)
     num_train, _ = split_sizes(songs, test_songs)
     out_dir = pathlib.Path(out_dir)
@@ -1117,7 +1123,7 @@ def synthesize_corpus(
             split = "train" if index < num_train else "test"
             song_seeds = np.random.SeedSequence([seed, index])
             plan_seed, render_seed = song_seeds.spawn(2)
-            plan = plan_song(np.random.default_rng(plan_seed), track, split, seconds)
+            plan = plan_song(np.random.default_rng(plan_seed), track, split, seconds, level_spread_db)
             pcm, song_gain_db, rms_dbfs = render_song(plan, render_seed, num_samples, sample_rate)
             folder = staging / split / track
             folder.mkdir()
@@ -1134,7 +1140,7 @@ def synthesize_corpus(
             "sample_rate": sample_rate,
             "stems": list(STEMS),
             "nominal_rms_dbfs": NOMINAL_RMS_DBFS,
-            "level_spread_db": LEVEL_SPREAD_DB,
+            "level_spread_db": level_spread_db,
             "tracks": records,
         }
         (staging / "corpus.json").write_text(json.dumps(corpus, indent=2) + "\n")

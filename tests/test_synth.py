@@ -112,6 +112,14 @@ def test_single_song_goes_to_train(tmp_path):
     assert len(list((out / "train").iterdir())) == 1 and not list((out / "test").iterdir())
 
 
+def test_level_spread_bounds_each_stems_drawn_level(tmp_path):
+    out = synthesize_corpus(tmp_path / "narrow", 3, 10, SEED, level_spread_db=0.5, progress=False)
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["level_spread_db"] == 0.5
+    levels = [v for track in meta["tracks"] for v in track["levels_db"].values()]
+    assert max(abs(v) for v in levels) <= 0.5 and len(set(levels)) > 1
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
@@ -122,6 +130,7 @@ def test_single_song_goes_to_train(tmp_path):
         ({"seed": -1}, "seed"),
         ({"test_songs": 3}, "test_songs"),
         ({"sample_rate": 8000}, "sample_rate"),
+        ({"level_spread_db": -1.0}, "level_spread_db"),
     ],
 )
 def test_bad_arguments_name_the_argument(tmp_path, kwargs, name):
