@@ -1,30 +1,119 @@
-"""`mixingbuddy demo`: the offline end-to-end run on an embedded default (no downloads)."""
+"""`mixingbuddy demo`: the whole pipeline offline, on CPU — synthetic corpus → data set → tiny model trained with
+`train_sft.py`'s code → evaluation (ranked, greedy and constrained decoding) → a critique of a held-out song with a
+flaw put in."""
 
 from __future__ import annotations
 
-import shutil
+import json
+from collections import Counter
 from pathlib import Path
 
-from critique_mixingbuddy import critique_file, format_critique
-from dataset_builder.synth import synthesize_corpus
-from mixingbuddy_tiny import save_tiny_checkpoint
+import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
+
+REPO = Path(__file__).resolve().parent
+TINY_CONFIG = REPO / "configs" / "tiny.yaml"
+DEMO_FLAW = {"stem": "drums", "gain_db": 9.0, "anchor": "vocals"}  # the critique's song: drums 9 dB too loud
+DEMO_LEVEL_SPREAD_DB = 1.5  # songs' own stem levels stray ±1.5 dB from nominal (synth-stems' default is ±3)
 
 
-def run_demo(out: Path, seed: int = 0) -> dict:
-    """Synthesize a song, make a tiny random model and critique the song with it.
+class ModelCollapsedError(RuntimeError):
+    """The trained model gives the same answer for every clip: it learned the templates, not the audio."""
 
-    The model is untrained, so its advice is noise: this shows the pipeline (processor, audio tower, projector,
-    generation, parsing) working end to end. Training on the synthetic corpus comes with `train_sft.py`.
-    """
+
+def check_not_collapsed(predictions_path: Path, min_distinct: int = 3):
+    """Fail loudly when the evaluation's answers barely vary across clips."""
+    answers = Counter()
+    with open(predictions_path) as f:
+        for line in f:
+            parsed = json.loads(line)["parsed"]
+            answers[(parsed["stem"], parsed["direction"])] += 1
+    if len(answers) < min_distinct:
+        raise ModelCollapsedError(
+            f"The demo model collapsed: {sum(answers.values())} clips got only {len(answers)} distinct answers "
+            f"({dict(answers)}); it ignores the audio."
+        )
+
+
+def flawed_song(track_dir: Path, out_path: Path, stem: str, gain_db: float) -> Path:
+    """Write a song's mix with one stem's gain changed by `gain_db` over the whole song."""
+    stems = {name: sf.read(track_dir / f"{name}.wav", dtype="float32") for name in ("bass", "drums", "other", "vocals")}
+    rate = stems["bass"][1]
+    mix = sum(audio * (10 ** (gain_db / 20) if name == stem else 1.0) for name, (audio, _) in stems.items())
+    sf.write(out_path, mix / max(1.0, float(np.abs(mix).max()) / 0.99), rate)
+    return out_path
+
+
+def train_tiny_model(dataset_dir: Path, stems_dir: Path, cache_dir: Path, model_dir: Path, seed: int, max_steps: int | None):
+    """Train with `configs/tiny.yaml`, exactly as `accelerate launch train_sft.py --config configs/tiny.yaml` would."""
+    from trl import ScriptArguments, SFTConfig, TrlParser
+
+    import train_sft
+
+    argv = ["--config", str(TINY_CONFIG), "--dataset_name", str(dataset_dir), "--stems_dir", str(stems_dir),
+            "--stem_cache_dir", str(cache_dir), "--output_dir", str(model_dir), "--seed", str(seed)]
+    if max_steps is not None:
+        argv += ["--max_steps", str(max_steps)]
+    parser = TrlParser((ScriptArguments, SFTConfig, train_sft.MixingBuddyArguments))
+    train_sft.main(*parser.parse_args_and_config(argv))
+
+
+def run_demo(
+    out: Path, seed: int = 0, songs: int = 120, seconds: float = 60.0, max_steps: int | None = None,
+    eval_limit: int | None = None,
+) -> dict:
+    """Run every stage, writing to `out`; returns the metrics of ranked decoding (`out/metrics.json`; greedy and
+    constrained decoding in `out/greedy/` and `out/constrained/`). Stages whose output exists are reused (the corpus,
+    the data set), so a second run only retrains and re-evaluates."""
+    from critique_mixingbuddy import critique_file, format_critique
+    from dataset_builder import build_dataset
+    from dataset_builder.synth import synthesize_corpus
+    from evaluation_mixingbuddy import evaluate_split
+    from scoring_mixingbuddy import metrics_markdown
+
     out.mkdir(parents=True, exist_ok=True)
-    corpus = out / "corpus"
-    if not corpus.exists():
-        synthesize_corpus(corpus, songs=2, seconds=30, seed=seed)
-    model_dir = out / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    save_tiny_checkpoint(model_dir, seed=seed)
-    song = sorted((corpus / "test").iterdir())[0] / "mixture.wav"
-    report = critique_file(song, anchor="vocals", model=str(model_dir))
+    stems_dir, dataset_dir, cache_dir, model_dir = out / "corpus", out / "dataset", out / "cache", out / "model"
+    stages = tqdm(total=5, desc="demo", unit="stage", position=0)
+
+    stages.set_postfix_str("synthetic corpus")
+    if not stems_dir.exists():
+        synthesize_corpus(stems_dir, songs=songs, seconds=seconds, seed=seed, level_spread_db=DEMO_LEVEL_SPREAD_DB)
+    stages.update()
+
+    stages.set_postfix_str("data set")
+    if not dataset_dir.exists():
+        build_dataset(stems_dir, dataset_dir, config="expanded", seed=seed, cache_dir=cache_dir)
+    stages.update()
+
+    stages.set_postfix_str("training")
+    train_tiny_model(dataset_dir, stems_dir, cache_dir, model_dir, seed, max_steps)
+    stages.update()
+
+    stages.set_postfix_str("evaluation")
+    results = evaluate_split(
+        str(model_dir), dataset_dir, out, stems_dir, split="test", batch_size=64, limit=eval_limit,
+        decodings=("ranked", "greedy", "constrained"), limits={"constrained": 630}, cache_dir=cache_dir,
+    )
+    for predictions in (out / "predictions.jsonl", out / "greedy" / "predictions.jsonl"):
+        check_not_collapsed(predictions)
+    stages.update()
+
+    stages.set_postfix_str("critique")
+    track = sorted((stems_dir / "test").iterdir())[0]
+    song = flawed_song(track, out / "demo_song.wav", DEMO_FLAW["stem"], DEMO_FLAW["gain_db"])
+    report = critique_file(song, anchor=DEMO_FLAW["anchor"], model=str(model_dir))
+    (out / "critique.json").write_text(json.dumps(report, indent=2) + "\n")
+    stages.update()
+    stages.close()
+
+    print("\nEvaluation on the held-out test songs (ranked decoding):\n")
+    print(metrics_markdown(results["ranked"]))
+    for decoding in ("greedy", "constrained"):
+        o = results[decoding]["overall"]
+        print(f"{decoding} decoding ({o['n']} rows): joint {o['joint_accuracy']:.1%}, unparseable "
+              f"{o['unparseable_share']:.1%}, impossible {o['impossible_share']:.1%}")
+    print(f"\nCritique of {track.name} with the {DEMO_FLAW['stem']} raised by {DEMO_FLAW['gain_db']:g} dB:")
     print(format_critique(report))
-    return report
+    print(f"\nEverything is in {out}: metrics.json, metrics.md, predictions.jsonl, plots, model/, critique.json")
+    return results["ranked"]

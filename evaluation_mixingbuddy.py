@@ -9,25 +9,26 @@ from datasets import load_dataset
 from tqdm.auto import tqdm
 
 from critique_mixingbuddy import load_model
+from decoding_mixingbuddy import constrained_generate_kwargs, rank_advice
 from scoring_mixingbuddy import prediction_record, write_report
 from training_mixingbuddy import FlawedMixCollator
 
-DECODINGS = ("greedy", "constrained")
+DECODINGS = ("greedy", "constrained", "ranked")
 
 
 @torch.no_grad()
-def generate_advice(model, collator: FlawedMixCollator, rows: list[dict], constrained: bool = False) -> list[str]:
-    """Greedy answers (left padding, KV cache) for a batch of data-set rows, optionally constrained to valid advice."""
-    inputs = collator.generation_inputs(rows)
+def generate_advice(model, collator: FlawedMixCollator, rows: list[dict], decoding: str = "greedy") -> list[str]:
+    """Answers for a batch of data-set rows (left padding, KV cache): greedy; greedy constrained to valid advice; or
+    ranked, the valid advice with the largest probability summed over its wordings (`rank_advice`)."""
+    inputs = collator.generation_inputs(rows).to(model.device)
     prompt_length = inputs["input_ids"].shape[1]
+    prompts = [(r["stems_present"], r["anchor_stem"]) for r in rows]
+    if decoding == "ranked":
+        return rank_advice(model, collator.processor, inputs, prompts)
     kwargs = {}
-    if constrained:
-        from decoding_mixingbuddy import constrained_generate_kwargs
-
-        kwargs = constrained_generate_kwargs(
-            collator.processor, [r["anchor_stem"] for r in rows], [r["stems_present"] for r in rows], prompt_length
-        )
-    generated = model.generate(**inputs.to(model.device), do_sample=False, **kwargs)
+    if decoding == "constrained":
+        kwargs = constrained_generate_kwargs(collator.processor, [a for _, a in prompts], [s for s, _ in prompts], prompt_length)
+    generated = model.generate(**inputs, do_sample=False, **kwargs)
     return collator.processor.batch_decode(generated[:, prompt_length:], skip_special_tokens=True)
 
 
@@ -40,12 +41,14 @@ def evaluate_split(
     batch_size: int = 16,
     limit: int | None = None,
     decodings=("greedy",),
+    limits: dict[str, int] | None = None,
     cache_dir=None,
     model_and_processor=None,
 ) -> dict[str, dict]:
     """Generate advice for `split` of `dataset` (a folder or Hub id) and write, per decoding, `predictions.jsonl`,
-    `metrics.json`, `metrics.md` and confusion plots (greedy in `out_dir`, constrained in `out_dir/constrained`).
-    Returns the metrics per decoding."""
+    `metrics.json`, `metrics.md` and confusion plots: the first decoding in `out_dir`, the others in
+    `out_dir/<decoding>`. `limits` caps the rows of some decodings (e.g. {"constrained": 600}). Returns the metrics per
+    decoding."""
     unknown = [d for d in decodings if d not in DECODINGS]
     if unknown:
         raise ValueError(f"Unknown decoding(s) {unknown}; choose from {list(DECODINGS)}.")
@@ -56,11 +59,11 @@ def evaluate_split(
     collator = FlawedMixCollator(processor, stems_dir, cache_dir=cache_dir)
     results = {}
     for decoding in decodings:
-        records = []
-        for start in tqdm(range(0, len(rows), batch_size), desc=f"evaluate ({decoding})", unit="batch"):
-            batch = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
-            texts = generate_advice(model, collator, batch, constrained=decoding == "constrained")
+        n, records = min(len(rows), (limits or {}).get(decoding, len(rows))), []
+        for start in tqdm(range(0, n, batch_size), desc=f"evaluate ({decoding})", unit="batch"):
+            batch = [rows[i] for i in range(start, min(start + batch_size, n))]
+            texts = generate_advice(model, collator, batch, decoding)
             records += [prediction_record(row, text) for row, text in zip(batch, texts)]
-        target = Path(out_dir) if decoding == "greedy" else Path(out_dir) / decoding
+        target = Path(out_dir) if decoding == decodings[0] else Path(out_dir) / decoding
         results[decoding] = write_report(records, target)
     return results

@@ -19,19 +19,23 @@ def tiny_checkpoint(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from demo_mixingbuddy import run_demo
+    from demo_mixingbuddy import ModelCollapsedError, run_demo
 
-    run_demo(Path(args.out), seed=args.seed)
+    try:
+        run_demo(Path(args.out), seed=args.seed, songs=args.songs, seconds=args.seconds, max_steps=args.max_steps,
+                 eval_limit=args.eval_limit)
+    except ModelCollapsedError as err:
+        print(f"mixingbuddy demo: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
     from evaluation_mixingbuddy import evaluate_split
 
-    decodings = ("greedy", "constrained") if args.decoding == "both" else (args.decoding,)
     results = evaluate_split(
         args.model, args.dataset, args.out, args.stems, split=args.split, batch_size=args.batch_size,
-        limit=args.limit, decodings=decodings, cache_dir=args.cache_dir,
+        limit=args.limit, decodings=tuple(dict.fromkeys(args.decoding)), cache_dir=args.cache_dir,
     )
     for decoding, metrics in results.items():
         o = metrics["overall"]
@@ -61,6 +65,10 @@ def add_model_commands(commands) -> None:
     p = commands.add_parser("demo", help="the offline demo: synthetic song, model, critique")
     p.add_argument("--out", default="demo_out", help="folder for everything the demo makes (default: demo_out)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--songs", type=int, default=120, help="songs in the synthetic corpus (default: 120)")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of each song (default: 60)")
+    p.add_argument("--max-steps", type=int, default=None, help="training steps (default: configs/tiny.yaml's)")
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate the first N test rows only")
     p.set_defaults(func=demo)
 
     p = commands.add_parser("evaluate", help="generate advice for a data-set split and score it (the paper's Tables I-IV)")
@@ -71,8 +79,9 @@ def add_model_commands(commands) -> None:
     p.add_argument("--out", required=True, help="folder for predictions.jsonl, metrics.json, metrics.md and plots")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N rows only")
-    p.add_argument("--decoding", choices=("greedy", "constrained", "both"), default="greedy",
-                   help="constrained: only valid advice can be generated; both: greedy in OUT, constrained in OUT/constrained")
+    p.add_argument("--decoding", nargs="+", choices=("greedy", "constrained", "ranked"), default=["greedy"],
+                   help="greedy (default); constrained: only valid advice can be generated; ranked: the valid advice "
+                        "with the most probability summed over its wordings. The first goes to OUT, others to OUT/NAME")
     p.add_argument("--cache-dir", default=None, help="stem cache root (default: $MIXINGBUDDY_CACHE_DIR or ~/.cache/mixingbuddy/stems)")
     p.set_defaults(func=evaluate)
 

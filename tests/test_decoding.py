@@ -1,5 +1,6 @@
 """Constrained decoding of advice: the token trie, the logits mask, generation with the tiny random model, validity."""
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_clips
@@ -178,3 +179,34 @@ def test_advice_validity_of_texts(text, stems, anchor, expected):
 )
 def test_advice_validity_of_parsed_dicts(parsed, expected):
     assert advice_validity(parsed, STEMS, "vocals") == expected
+
+
+def test_ranked_decoding_picks_the_advice_with_the_most_probability_over_its_wordings(tiny):
+    """Brute force: score every valid answer with a full forward pass of prompt + answer, group by advice."""
+    from decoding_mixingbuddy import rank_advice
+
+    model, processor = tiny
+    rows = [(STEMS, "vocals"), (("bass", "drums", "other"), "bass")]
+    prompts = [processor.apply_chat_template(processor.build_conversation(a, s, template=i), add_generation_prompt=True)
+               for i, (s, a) in enumerate(rows)]
+    clips = [np.random.default_rng(i).standard_normal(240000).astype(np.float32) * 0.1 for i in range(2)]
+    inputs = processor(text=prompts, audio=clips, sampling_rate=24000)
+    chosen = rank_advice(model, processor, inputs, rows)
+    for i, ((stems, anchor), answer) in enumerate(zip(rows, chosen)):
+        answers = valid_answers(stems, anchor)
+        assert answer in answers
+        single = processor(text=prompts[i], audio=clips[i], sampling_rate=24000)
+        n = single["input_ids"].shape[1]
+        scores = []
+        with torch.no_grad():
+            for a in answers:
+                ids = processor.tokenizer(a + "<|im_end|>", add_special_tokens=False)["input_ids"]
+                full = torch.cat([single["input_ids"], torch.tensor([ids])], dim=1)
+                logits = model(input_ids=full, input_values=single["input_values"]).logits[0, n - 1 : -1]
+                scores.append(logits.log_softmax(-1).gather(-1, torch.tensor(ids)[:, None]).sum().item())
+        mass = {}
+        for a, score in zip(answers, scores):
+            key = (parse_advice(a)["stem"], parse_advice(a)["direction"])
+            mass[key] = np.logaddexp(mass.get(key, -np.inf), score)
+        picked = parse_advice(answer)
+        assert (picked["stem"], picked["direction"]) == max(mass, key=mass.get)
