@@ -93,7 +93,7 @@ def run_demo(
     stages.set_postfix_str("evaluation")
     results = evaluate_split(
         str(model_dir), dataset_dir, out, stems_dir, split="test", batch_size=64, limit=eval_limit,
-        decodings=("ranked", "greedy", "constrained"), limits={"constrained": 630}, cache_dir=cache_dir,
+        decodings=("ranked", "greedy", "constrained"), limits={"greedy": 1260, "constrained": 630}, cache_dir=cache_dir,
     )
     for predictions in (out / "predictions.jsonl", out / "greedy" / "predictions.jsonl"):
         check_not_collapsed(predictions)

@@ -4,6 +4,7 @@ schedule."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 
@@ -46,10 +47,10 @@ class FlawedMixCollator:
         self._prompts: dict[str, str] = {}
 
     def eval_copy(self) -> "FlawedMixCollator":
-        """The same collator without augmentation, for evaluation."""
-        copy = object.__new__(FlawedMixCollator)
-        copy.__dict__.update(self.__dict__, augment=False)
-        return copy
+        """The same collator (sharing its stem cache and prompts) without augmentation, for evaluation."""
+        other = copy.copy(self)
+        other.augment = False
+        return other
 
     def prompt(self, instruction: str) -> str:
         """The chat prompt for an instruction (rendered once per distinct instruction)."""
