@@ -47,16 +47,13 @@ def flawed_song(track_dir: Path, out_path: Path, stem: str, gain_db: float) -> P
 
 def train_tiny_model(dataset_dir: Path, stems_dir: Path, cache_dir: Path, model_dir: Path, seed: int, max_steps: int | None):
     """Train with `configs/tiny.yaml`, exactly as `accelerate launch train_sft.py --config configs/tiny.yaml` would."""
-    from trl import ScriptArguments, SFTConfig, TrlParser
-
     import train_sft
 
     argv = ["--config", str(TINY_CONFIG), "--dataset_name", str(dataset_dir), "--stems_dir", str(stems_dir),
             "--stem_cache_dir", str(cache_dir), "--output_dir", str(model_dir), "--seed", str(seed)]
     if max_steps is not None:
         argv += ["--max_steps", str(max_steps)]
-    parser = TrlParser((ScriptArguments, SFTConfig, train_sft.MixingBuddyArguments))
-    train_sft.main(*parser.parse_args_and_config(argv))
+    train_sft.run(argv)
 
 
 def run_demo(

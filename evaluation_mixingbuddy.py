@@ -1,4 +1,5 @@
-"""`mixingbuddy evaluate`: batched greedy generation over a data-set split, then the scorer's report."""
+"""`mixingbuddy evaluate`: batched generation (greedy, constrained or ranked) over a data-set split, then the scorer's
+report."""
 
 from __future__ import annotations
 
@@ -43,7 +44,6 @@ def evaluate_split(
     decodings=("greedy",),
     limits: dict[str, int] | None = None,
     cache_dir=None,
-    model_and_processor=None,
 ) -> dict[str, dict]:
     """Generate advice for `split` of `dataset` (a folder or Hub id) and write, per decoding, `predictions.jsonl`,
     `metrics.json`, `metrics.md` and confusion plots: the first decoding in `out_dir`, the others in
@@ -52,7 +52,7 @@ def evaluate_split(
     unknown = [d for d in decodings if d not in DECODINGS]
     if unknown:
         raise ValueError(f"Unknown decoding(s) {unknown}; choose from {list(DECODINGS)}.")
-    model, processor = model_and_processor or load_model(model_path)
+    model, processor = load_model(model_path)
     rows = load_dataset(str(dataset), split=split)
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))

@@ -132,6 +132,11 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, mb_args: Mixing
     return trainer
 
 
-if __name__ == "__main__":
+def run(argv: list[str] | None = None):
+    """Parse a command line (`sys.argv` when None), as `accelerate launch train_sft.py ...` does, and train."""
     parser = TrlParser((ScriptArguments, SFTConfig, MixingBuddyArguments))
-    main(*parser.parse_args_and_config())
+    return main(*parser.parse_args_and_config(argv))
+
+
+if __name__ == "__main__":
+    run()

@@ -11,7 +11,7 @@ import torch
 from datasets import load_dataset
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
-from trl import ScriptArguments, SFTConfig, TrlParser
+from trl import SFTConfig
 
 import train_sft
 from mixingbuddy_tiny import build_tiny_model_and_processor
@@ -97,8 +97,7 @@ def run_train_sft(synthetic_data, output_dir, *extra):
     argv = ["--config", str(REPO / "configs" / "tiny.yaml"), "--dataset_name", str(dataset), "--stems_dir",
             str(stems), "--stem_cache_dir", str(cache), "--output_dir", str(output_dir), "--feature_statistics_clips",
             "16", "--disable_tqdm", "true", "--eval_strategy", "no", *extra]
-    parser = TrlParser((ScriptArguments, SFTConfig, train_sft.MixingBuddyArguments))
-    return train_sft.main(*parser.parse_args_and_config(argv))
+    return train_sft.run(argv)
 
 
 def weights(folder) -> dict:
