@@ -6,6 +6,8 @@ from dataclasses import field
 from transformers import HubertConfig, Qwen2Config
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
+from .vocabulary_mixingbuddy import AUDIO_TOKEN
+
 # MERT-v1-330M: a HuBERT-large layout (stable layer norm, conv front-end with a total stride of 320 samples).
 MERT_V1_330M_AUDIO_CONFIG = {
     "hidden_size": 1024,
@@ -91,7 +93,7 @@ class MixingBuddyConfig(PreTrainedConfig):
     projector_hidden_act: str = "gelu"
     projector_dropout: float = 0.3
     audio_pooling: int = 1
-    audio_token: str = "<|AUDIO|>"
+    audio_token: str = AUDIO_TOKEN
     audio_token_id: int = 151646
     aux_loss: str | None = "norm"
     aux_loss_weight: float = 0.05

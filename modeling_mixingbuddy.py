@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, HubertConfig, HubertModel, PreTrainedModel, Qwen2Model
+from transformers import GenerationMixin, HubertModel, PreTrainedModel, Qwen2Model
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 
-try:
-    from .configuration_mixingbuddy import MixingBuddyConfig
-except ImportError:  # imported as a top-level module from a checkout, not as Hub remote code
-    from configuration_mixingbuddy import MixingBuddyConfig
-
-LORA_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-TRAINED_MODULES = ("layer_weights", "projector", "advice_head")
+from .configuration_mixingbuddy import MixingBuddyConfig
 
 
 @dataclass
@@ -413,124 +402,7 @@ class MixingBuddyForConditionalGeneration(MixingBuddyPreTrainedModel, Generation
             audio_embeds=outputs.audio_embeds,
         )
 
-    @classmethod
-    def from_pretrained_components(
-        cls,
-        audio_encoder: str = "m-a-p/MERT-v1-330M",
-        language_model: str = "Qwen/Qwen2-7B-Instruct",
-        quantization: str | None = "nf4",
-        lora: bool = True,
-        gradient_checkpointing: bool = False,
-        **config_kwargs,
-    ):
-        """Build the paper model from a MERT checkpoint and a Qwen2 checkpoint (Hub ids or local folders).
-
-        MERT's weights load strictly into transformers' `HubertModel` (its own remote code is not used). With
-        `quantization="nf4"` and a CUDA device the language model is loaded in 4-bit NF4 with double quantization and
-        bf16 compute; without CUDA it is loaded in full precision, with a warning. With `lora=True` the result is a
-        `peft` model: LoRA (r=16, α=32, dropout 0.1) on the language model's projections, and the projector, layer
-        weights and advice head trained in full. `config_kwargs` go to [`MixingBuddyConfig`] (e.g. `audio_pooling`).
-        """
-        from transformers import AutoTokenizer, BitsAndBytesConfig, Qwen2ForCausalLM
-
-        cuda = torch.cuda.is_available()
-        device = torch.device("cuda" if cuda else "cpu")
-        lm_kwargs = {"dtype": torch.bfloat16 if cuda else torch.float32}
-        if quantization not in ("nf4", None):
-            raise ValueError(f"quantization must be 'nf4' or None, got {quantization!r}.")
-        if quantization == "nf4" and not cuda:
-            warnings.warn(
-                "NF4 4-bit quantization needs a CUDA GPU (bitsandbytes 4-bit training is not usable on CPU); "
-                "loading the language model in full precision instead.",
-                stacklevel=2,
-            )
-        elif quantization == "nf4":
-            lm_kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type="nf4",
-                bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=torch.bfloat16,
-            )
-            lm_kwargs["device_map"] = {"": device.index or 0}
-
-        tokenizer = AutoTokenizer.from_pretrained(language_model)
-        audio_token = config_kwargs.pop("audio_token", MixingBuddyConfig.audio_token)
-        tokenizer.add_special_tokens({"additional_special_tokens": [audio_token]})
-        text_model = Qwen2ForCausalLM.from_pretrained(language_model, **lm_kwargs)
-        if len(tokenizer) > text_model.config.vocab_size:
-            text_model.resize_token_embeddings(len(tokenizer))
-        # MERT's config.json holds HuBERT's fields under another model_type; its weights have HuBERT's names.
-        audio_config = HubertConfig.from_dict(HubertConfig.get_config_dict(audio_encoder)[0])
-        audio_tower, loading = HubertModel.from_pretrained(
-            audio_encoder, config=audio_config, dtype=lm_kwargs["dtype"], output_loading_info=True
-        )
-        if loading["missing_keys"] or loading["unexpected_keys"]:
-            raise ValueError(
-                f"{audio_encoder} does not hold HuBERT-layout weights: missing {sorted(loading['missing_keys'])[:5]}, "
-                f"unexpected {sorted(loading['unexpected_keys'])[:5]}."
-            )
-
-        config = MixingBuddyConfig(
-            audio_config=audio_tower.config.to_dict(),
-            text_config=text_model.config.to_dict(),
-            audio_token=audio_token,
-            audio_token_id=tokenizer.convert_tokens_to_ids(audio_token),
-            **config_kwargs,
-        )
-        with torch.device("meta"):
-            model = cls(config)
-        model.model.audio_tower = audio_tower.requires_grad_(not config.freeze_audio_tower).to(device)
-        model.model.language_model = text_model.model
-        model.lm_head = text_model.lm_head
-        for module in (model.model.layer_weights, model.model.projector, model.advice_head):
-            if module is not None:
-                module.to_empty(device=device)
-                module.apply(model._init_weights)
-        model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-        if "quantization_config" in lm_kwargs:
-            try:
-                from peft import prepare_model_for_kbit_training
-            except ImportError as err:
-                raise ImportError("4-bit training needs peft: `pip install peft`.") from err
-            prepare_model_for_kbit_training(text_model, use_gradient_checkpointing=gradient_checkpointing)
-        if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return apply_lora(model) if lora else model
-
-
-def apply_lora(model: MixingBuddyForConditionalGeneration, r: int = 16, alpha: int = 32, dropout: float = 0.1):
-    """Wrap `model` in `peft`: LoRA on the language model's attention and MLP projections only (not HuBERT's), and the
-    projector, layer weights and advice head trained in full and saved with the adapter."""
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError as err:
-        raise ImportError("LoRA needs peft: `pip install peft`.") from err
-    trained = [n for n in TRAINED_MODULES if getattr(model, n, None) is not None or getattr(model.model, n, None) is not None]
-    lora_config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGET_MODULES, modules_to_save=trained
-    )
-    return get_peft_model(model, lora_config)
-
-
-def save_hub_folder(model, processor, out_dir, overwrite: bool = False) -> Path:
-    """Save model and processor in Hub layout (weights, configs, the remote-code files), written to a temporary folder
-    first and moved into `out_dir` only when complete. Without `overwrite`, `out_dir` must be empty or absent."""
-    out_dir = Path(out_dir)
-    if not overwrite and out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"Output folder {out_dir} exists and is not empty.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=out_dir))
-    try:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        for path in tmp.iterdir():
-            os.replace(path, out_dir / path.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
-
 
 MixingBuddyForConditionalGeneration.register_for_auto_class("AutoModelForCausalLM")
 
-__all__ = ["MixingBuddyForConditionalGeneration", "MixingBuddyModel", "MixingBuddyPreTrainedModel", "apply_lora", "save_hub_folder"]
+__all__ = ["MixingBuddyForConditionalGeneration", "MixingBuddyModel", "MixingBuddyPreTrainedModel"]

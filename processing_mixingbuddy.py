@@ -1,361 +1,24 @@
-"""Processor for MixingBuddy: audio preparation, chat prompts with expanded audio placeholders, advice parsing."""
+"""Processor for MixingBuddy: audio preparation and chat prompts whose audio placeholder is expanded to the audio
+embeddings the model makes."""
 
 from __future__ import annotations
-
-import re
-from dataclasses import dataclass
 
 import numpy as np
 import soxr
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-try:
-    from .configuration_mixingbuddy import num_audio_tokens
-except ImportError:  # imported as a top-level module from a checkout, not as Hub remote code
-    from configuration_mixingbuddy import num_audio_tokens
-
-# ---------------------------------------------------------------------------------------------
-# Task vocabulary: stems, error categories and the text templates used for training data.
-# ---------------------------------------------------------------------------------------------
-
-STEMS = ("bass", "drums", "other", "vocals")
-TARGET_STEMS = ("bass", "drums", "vocals")  # `other` is always in the mix but never target nor anchor
-PLURAL_STEMS = frozenset({"drums", "vocals"})
-
-
-@dataclass(frozen=True)
-class ErrorCategory:
-    """A flaw category: the range of gain applied to the target stem, in dB (signed)."""
-
-    name: str
-    min_gain_db: float
-    max_gain_db: float
-
-    @property
-    def direction(self) -> str:
-        """The correction the advice asks for: the opposite of the flaw."""
-        if self.max_gain_db < 0:
-            return "increase"
-        if self.min_gain_db > 0:
-            return "decrease"
-        return "none"
-
-    @property
-    def correction_db(self) -> tuple[float, float]:
-        """(smallest, largest) size of the correction the advice names, in dB."""
-        low, high = sorted((abs(self.min_gain_db), abs(self.max_gain_db)))
-        return low, high
-
-
-CATEGORIES = {
-    c.name: c
-    for c in (
-        ErrorCategory("very_quiet", -12.0, -6.0),
-        ErrorCategory("quiet", -6.0, -3.0),
-        ErrorCategory("no_error", 0.0, 0.0),
-        ErrorCategory("loud", 3.0, 6.0),
-        ErrorCategory("very_loud", 6.0, 12.0),
-    )
-}
-
-SYSTEM_PROMPT = (
-    "You are MixingBuddy, an assistant for music mixing engineers. You listen to a mix and give "
-    "precise, concise advice about the gain balance of its stems."
+from .vocabulary_mixingbuddy import (
+    AUDIO_TOKEN,
+    END_OF_TURN,
+    START_OF_TURN,
+    STEMS,
+    SYSTEM_PROMPT,
+    advice_validity,
+    format_instruction,
+    format_response,
+    parse_advice,
 )
-
-# Placeholders: {stems} (e.g. "bass, drums, other and vocals") and {anchor}.
-INSTRUCTION_TEMPLATES = (
-    "This mix contains {stems}. Keep the {anchor} as the reference level. Is any stem too loud or too quiet?",
-    "Listen to this mix of {stems}. Taking the {anchor} as correctly balanced, which stem needs a gain change, and by how much?",
-    "The stems in this mix are {stems}. Using the {anchor} as the anchor, tell me if the gain balance needs fixing.",
-    "Here is a ten-second excerpt with {stems}. The {anchor} level is correct. What gain adjustment would you make?",
-    "Check the balance of this mix ({stems}). Judge every level relative to the {anchor}.",
-    "I mixed {stems}. Assume the {anchor} sits where it should. Does anything need to be turned up or down?",
-    "Please review the levels in this mix of {stems}, relative to the {anchor}, and suggest a gain correction if one is needed.",
-    "With the {anchor} as the reference, is any of the other stems in this mix of {stems} out of balance?",
-    "This excerpt has {stems}. Do not change the {anchor}. Which stem, if any, should I adjust?",
-    "Give me gain-balance feedback on this mix of {stems}, keeping the {anchor} fixed.",
-)
-
-# Placeholders: {stem}, {Stem} (capitalised), {is} ("is"/"are" to agree with the stem), {min_db}, {max_db}.
-RESPONSE_TEMPLATES = {
-    "very_quiet": (
-        "The {stem} {is} far too quiet. Increase the {stem} by {min_db} to {max_db} dB.",
-        "{Stem} {is} buried in the mix. Raise the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} {is} much too low. Boost the {stem} by {min_db} to {max_db} dB.",
-        "I can barely hear the {stem}. Turn the {stem} up by {min_db} to {max_db} dB.",
-        "The {stem} {is} very quiet compared with the rest. Bring the {stem} up by {min_db} to {max_db} dB.",
-        "{Stem} {is} far too soft. Add {min_db} to {max_db} dB to the {stem}.",
-        "The {stem} level is much too low. Increase it by {min_db} to {max_db} dB.",
-        "The {stem} {is} lost in the mix. Push the {stem} up by {min_db} to {max_db} dB.",
-        "The {stem} {is} severely under-mixed. Raise the {stem} level by {min_db} to {max_db} dB.",
-        "The mix needs much more {stem}. Boost the {stem} by {min_db} to {max_db} dB.",
-    ),
-    "quiet": (
-        "The {stem} {is} a little too quiet. Increase the {stem} by {min_db} to {max_db} dB.",
-        "{Stem} {is} slightly low in the mix. Raise the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} could be a bit louder. Boost the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} {is} somewhat quiet. Turn the {stem} up by {min_db} to {max_db} dB.",
-        "The {stem} {is} slightly too soft. Bring the {stem} up by {min_db} to {max_db} dB.",
-        "{Stem} {is} a touch too low. Add {min_db} to {max_db} dB to the {stem}.",
-        "The {stem} level is a little low. Increase it by {min_db} to {max_db} dB.",
-        "The {stem} {is} slightly under-mixed. Push the {stem} up by {min_db} to {max_db} dB.",
-        "The {stem} sits a bit too far back. Raise the {stem} level by {min_db} to {max_db} dB.",
-        "The mix needs a little more {stem}. Boost the {stem} by {min_db} to {max_db} dB.",
-    ),
-    "no_error": (
-        "The mix is well balanced. No gain change is needed.",
-        "All stems sit well together. Leave the levels as they are.",
-        "The balance is good. No adjustment is necessary.",
-        "Every stem is at a suitable level. Keep the mix as it is.",
-        "The levels are balanced. There is nothing to fix.",
-        "This mix is balanced well. No stem needs a gain change.",
-        "The gain balance is correct. Leave every fader where it is.",
-        "Nothing stands out as too loud or too quiet. The mix is fine.",
-        "The stems are well balanced against each other. No changes are needed.",
-        "The mix sounds balanced. Keep all the levels unchanged.",
-    ),
-    "loud": (
-        "The {stem} {is} a little too loud. Reduce the {stem} by {min_db} to {max_db} dB.",
-        "{Stem} {is} slightly high in the mix. Lower the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} could be a bit quieter. Cut the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} {is} somewhat loud. Turn the {stem} down by {min_db} to {max_db} dB.",
-        "The {stem} {is} slightly too prominent. Bring the {stem} down by {min_db} to {max_db} dB.",
-        "{Stem} {is} a touch too hot. Take {min_db} to {max_db} dB off the {stem}.",
-        "The {stem} level is a little high. Decrease it by {min_db} to {max_db} dB.",
-        "The {stem} {is} slightly over-mixed. Pull the {stem} down by {min_db} to {max_db} dB.",
-        "The {stem} sits a bit too far forward. Lower the {stem} level by {min_db} to {max_db} dB.",
-        "The mix needs a little less {stem}. Cut the {stem} by {min_db} to {max_db} dB.",
-    ),
-    "very_loud": (
-        "The {stem} {is} far too loud. Reduce the {stem} by {min_db} to {max_db} dB.",
-        "{Stem} {is} overpowering the mix. Lower the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} {is} much too loud. Cut the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} {is} drowning out everything else. Turn the {stem} down by {min_db} to {max_db} dB.",
-        "The {stem} {is} very loud compared with the rest. Bring the {stem} down by {min_db} to {max_db} dB.",
-        "{Stem} {is} far too hot. Take {min_db} to {max_db} dB off the {stem}.",
-        "The {stem} level is much too high. Decrease it by {min_db} to {max_db} dB.",
-        "The {stem} {is} dominating the mix. Pull the {stem} down by {min_db} to {max_db} dB.",
-        "The {stem} {is} severely over-mixed. Lower the {stem} level by {min_db} to {max_db} dB.",
-        "The mix needs much less {stem}. Cut the {stem} by {min_db} to {max_db} dB.",
-    ),
-}
-
-
-# The "label" auxiliary head's classes: 0 = no_error, then (target stem, flawed category) pairs.
-FLAWED_CATEGORIES = tuple(name for name in CATEGORIES if name != "no_error")
-ADVICE_CLASSES = ("no_error",) + tuple(f"{stem}:{cat}" for stem in TARGET_STEMS for cat in FLAWED_CATEGORIES)
-
-
-def advice_class(target_stem: str, category: str) -> int:
-    """Index of the (target stem, category) pair in `ADVICE_CLASSES` (0 for a balanced mix)."""
-    return 0 if category == "no_error" else ADVICE_CLASSES.index(f"{target_stem}:{category}")
-
-
-def advice_stems(stems_present, anchor: str | None) -> list[str]:
-    """Stems an advice may ask to change: target stems present in the mix, except the anchor."""
-    return [stem for stem in TARGET_STEMS if stem in stems_present and stem != anchor]
-
-
-def advice_validity(advice: dict, stems_present=STEMS, anchor: str | None = None) -> str:
-    """Judge a `parse_advice` dict against its instruction: "valid", "incomplete", "impossible" or "unparseable".
-
-    Unparseable: no direction can be read. Impossible: what no correct answer could say — it asks to change the anchor,
-    a stem that is not in the mix or is not a target stem, names a dB range that is not a category's correction range
-    for its direction, or says the mix is balanced while naming a stem or an amount. Incomplete: a direction without a
-    stem or without an amount. Valid: a balanced verdict, or a direction, a changeable stem and a correction range.
-    """
-    direction, stem = advice["direction"], advice["stem"]
-    amount = (advice["min_db"], advice["max_db"])
-    if direction is None:
-        return "unparseable"
-    if direction == "none":
-        return "valid" if stem is None and amount == (None, None) else "impossible"
-    if stem is not None and stem not in advice_stems(stems_present, anchor):
-        return "impossible"
-    if amount != (None, None) and amount not in {c.correction_db for c in CATEGORIES.values() if c.direction == direction}:
-        return "impossible"
-    return "incomplete" if stem is None or amount == (None, None) else "valid"
-
-
-def format_db(value: float) -> str:
-    """3.0 -> "3", 4.5 -> "4.5"."""
-    return f"{value:g}"
-
-
-def describe_stems(stems) -> str:
-    """("bass", "drums", "vocals") -> "bass, drums and vocals"."""
-    stems = list(stems)
-    return stems[0] if len(stems) == 1 else ", ".join(stems[:-1]) + " and " + stems[-1]
-
-
-def validate_stems(stems, anchor: str) -> list[str]:
-    """Check stem names and the anchor; return the stems in canonical order."""
-    unknown = [s for s in stems if s not in STEMS]
-    if unknown:
-        raise ValueError(f"Unknown stem name(s) {unknown}; expected stems from {list(STEMS)}.")
-    if anchor not in stems:
-        raise ValueError(f"Anchor stem {anchor!r} is not among the stems present {list(stems)}.")
-    return [s for s in STEMS if s in stems]
-
-
-def format_instruction(anchor: str, stems=STEMS, template: int = 0) -> str:
-    """The user instruction naming the stems present and the anchor (template index 0-9)."""
-    stems = validate_stems(stems, anchor)
-    return INSTRUCTION_TEMPLATES[template].format(stems=describe_stems(stems), anchor=anchor)
-
-
-def format_response(category: str, target_stem: str | None = None, template: int = 0) -> str:
-    """The ground-truth advice for a flaw `category` on `target_stem` (template index 0-9)."""
-    if category not in CATEGORIES:
-        raise ValueError(f"Unknown error category {category!r}; expected one of {list(CATEGORIES)}.")
-    low, high = CATEGORIES[category].correction_db
-    stem = target_stem or ""
-    return RESPONSE_TEMPLATES[category][template].format(
-        stem=stem,
-        Stem=stem.capitalize(),
-        **{"is": "are" if stem in PLURAL_STEMS else "is"},
-        min_db=format_db(low),
-        max_db=format_db(high),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading advice back: parse_advice(text) -> {"stem", "direction", "min_db", "max_db"}
-# ---------------------------------------------------------------------------------------------
-
-_STEM_WORDS = {
-    **dict.fromkeys(("bass", "basses", "bassline", "basslines"), "bass"),
-    **dict.fromkeys(("drum", "drums", "percussion", "kit"), "drums"),
-    **dict.fromkeys(("vocal", "vocals", "voice", "voices", "vox", "singer", "singers", "singing", "vocalist"), "vocals"),
-}
-_REFERENCE_WORDS = frozenset({"than", "with", "against", "versus", "vs", "to", "relative"})
-_ACTION_CUES = {
-    **dict.fromkeys(("increase", "raise", "boost", "lift", "add", "amplify"), "increase"),
-    **dict.fromkeys(("reduce", "lower", "cut", "decrease", "attenuate", "trim", "drop", "tame", "lessen", "duck", "quieten"), "decrease"),
-}
-_STATE_CUES = {
-    **dict.fromkeys(
-        ("quiet", "soft", "low", "weak", "faint", "buried", "lost", "hidden", "inaudible", "under-mixed",
-         "undermixed", "drowned", "masked", "louder", "more", "barely", "hardly"),
-        "increase",
-    ),
-    **dict.fromkeys(
-        ("loud", "hot", "high", "prominent", "overpowering", "overpowers", "dominating", "dominates", "dominant",
-         "drowning", "over-mixed", "overmixed", "overbearing", "overwhelming", "harsh", "quieter", "less", "forward"),
-        "decrease",
-    ),
-}
-_PHRASAL_VERBS = frozenset(
-    {"turn", "bring", "push", "pull", "crank", "nudge", "pump", "dial", "move", "take", "ease", "roll", "back", "come", "go", "bump"}
-)
-_PARTICLES = {"up": "increase", "down": "decrease", "off": "decrease", "back": "decrease"}
-_CLAUSE_BREAKS = frozenset({".", ",", ";", ":", "!", "?", "but", "however", "though", "although"})
-_BALANCED = re.compile(
-    r"\b(?:balanced|unchanged|no (?:\w+ )?(?:change|changes|adjustment|adjustments|correction|corrections)"
-    r"|nothing (?:to|needs?)|leave (?:it|them|the levels|everything|every|all|the mix)|as (?:it|they) (?:is|are)"
-    r"|sits? well|(?:is|are|sounds?|looks?) (?:fine|good|right|correct))\b"
-)
-_DB_RANGE = re.compile(
-    r"(?:between\s+)?(\d+(?:\.\d+)?)\s*(?:db\s*)?(?:to|-|–|—|and)\s*(\d+(?:\.\d+)?)\s*(?:db|decibels?)\b"
-)
-_DB_SINGLE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:db|decibels?)\b")
-_TOKEN = re.compile(r"[a-z]+(?:[-'][a-z]+)*|\d+(?:\.\d+)?|[.,;:!?]")
-_OPPOSITE = {"increase": "decrease", "decrease": "increase"}
-
-
-def _is_negator(token: str) -> bool:
-    return token in {"not", "no", "never", "nothing", "none", "neither", "nor", "cannot"} or token.endswith("n't")
-
-
-def _direction_cues(tokens: list[str]) -> tuple[list[tuple[int, str, int]], int]:
-    """Find level cues: ([(position, direction, weight)], number of "balanced" votes from negated cues)."""
-    cues, negated_votes, negated = [], 0, False
-    for i, token in enumerate(tokens):
-        if token in _CLAUSE_BREAKS:
-            negated = False
-            continue
-        if _is_negator(token):
-            negated = True
-            continue
-        previous = tokens[i - 1] if i else ""
-        if token in _ACTION_CUES:
-            direction, weight = _ACTION_CUES[token], 2
-        elif token in _PARTICLES and any(t in _PHRASAL_VERBS for t in tokens[max(0, i - 4) : i]):
-            if token == "back" and previous in {"far", "too", "way"}:
-                direction, weight = "increase", 1  # "sits too far back"
-            else:
-                direction, weight = _PARTICLES[token], 2
-        elif token in _STATE_CUES and not (token == "more" and tokens[i + 1 : i + 2] == ["than"]):
-            direction, weight = _STATE_CUES[token], 1
-        elif token == "back" and previous in {"far", "too", "way"}:
-            direction, weight = "increase", 1
-        else:
-            continue
-        if negated:
-            clause_rest = tokens[i + 1 : next((j for j in range(i + 1, len(tokens)) if tokens[j] in _CLAUSE_BREAKS), len(tokens))]
-            if weight == 1 and "enough" in clause_rest:  # "not loud enough"
-                cues.append((i, _OPPOSITE[direction], weight))
-            else:  # "not too loud", "don't cut the bass"
-                negated_votes += 1
-            continue
-        cues.append((i, direction, weight))
-    return cues, negated_votes
-
-
-def _stem_mentions(tokens: list[str]) -> list[tuple[int, str]]:
-    """Stem names in the text, leaving out references such as "compared with the vocals"."""
-    mentions = []
-    for i, token in enumerate(tokens):
-        if token in _STEM_WORDS and not _REFERENCE_WORDS.intersection(tokens[max(0, i - 2) : i]):
-            mentions.append((i, _STEM_WORDS[token]))
-    return mentions
-
-
-def _db_range(text: str) -> tuple[float | None, float | None]:
-    if match := _DB_RANGE.search(text):
-        low, high = sorted((float(match.group(1)), float(match.group(2))))
-        return low, high
-    if match := _DB_SINGLE.search(text):
-        return float(match.group(1)), float(match.group(1))
-    return None, None
-
-
-def parse_advice(text: str) -> dict:
-    """Read mixing advice back into fields.
-
-    Returns `{"stem": str | None, "direction": "increase" | "decrease" | "none" | None, "min_db": float | None,
-    "max_db": float | None}`. Words are matched whole (so "louder" is not "loud"), negations are handled ("not loud
-    enough" asks for more level; "nothing is too loud" says the mix is balanced) and the stem is the one named closest
-    to the winning advice. Fields that cannot be read are `None`.
-    """
-    normalized = (text or "").lower().replace("’", "'")
-    tokens = _TOKEN.findall(normalized)
-    cues, negated_votes = _direction_cues(tokens)
-    score = {"increase": 0, "decrease": 0}
-    for _, direction, weight in cues:
-        score[direction] += weight
-    balanced_votes = negated_votes + len(_BALANCED.findall(normalized))
-
-    stem = None
-    if score["increase"] != score["decrease"]:
-        direction = max(score, key=score.get)
-        winning = [position for position, d, _ in cues if d == direction]
-        mentions = _stem_mentions(tokens)
-        if mentions:
-            stem = min(mentions, key=lambda m: min(abs(m[0] - p) for p in winning))[1]
-    elif score["increase"] == 0 and balanced_votes:
-        direction = "none"
-    else:
-        direction = None
-    min_db, max_db = _db_range(normalized)
-    return {"stem": stem, "direction": direction, "min_db": min_db, "max_db": max_db}
-
-
-# ---------------------------------------------------------------------------------------------
-# The processor
-# ---------------------------------------------------------------------------------------------
 
 
 def make_conversation(instruction: str, response: str | None = None) -> list[dict]:
@@ -369,18 +32,16 @@ def make_conversation(instruction: str, response: str | None = None) -> list[dic
 # ChatML, with the system prompt filled in when the conversation has none and one audio placeholder per audio item.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
+    "{% if loop.first and message['role'] != 'system' %}" + START_OF_TURN + "system\n" + SYSTEM_PROMPT + END_OF_TURN + "\n"
+    "{% endif %}" + START_OF_TURN + "{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for content in message['content'] %}"
     "{% if content['type'] == 'audio' %}{{ audio_token }}\n"
     "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}{% endif %}" + END_OF_TURN + "\n"
     "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    "{% if add_generation_prompt %}" + START_OF_TURN + "assistant\n{% endif %}"
 )
-HUBERT_CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
-HUBERT_CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)
 
 
 class MixingBuddyProcessor(ProcessorMixin):
@@ -394,43 +55,26 @@ class MixingBuddyProcessor(ProcessorMixin):
     Args:
         feature_extractor ([`Wav2Vec2FeatureExtractor`]): MERT's feature extractor (24 kHz).
         tokenizer ([`PreTrainedTokenizerBase`]): the Qwen2 tokenizer, with the audio token added.
+        audio_tokens_per_clip (`int`): embeddings the model makes for one clip (`MixingBuddyConfig.audio_tokens_per_clip`).
         chat_template (`str`, *optional*): defaults to ChatML with MixingBuddy's system prompt.
         audio_token (`str`): the audio placeholder.
-        audio_pooling (`int`), conv_kernel, conv_stride: must match the model (`MixingBuddyConfig`).
-        clip_seconds (`float`): length every clip is cropped or padded to.
+        clip_seconds (`float`): length every clip is cropped or padded to (`MixingBuddyConfig.clip_seconds`).
     """
 
     def __init__(
         self,
         feature_extractor,
         tokenizer,
+        audio_tokens_per_clip: int,
         chat_template: str | None = None,
-        audio_token: str = "<|AUDIO|>",
-        audio_pooling: int = 1,
-        conv_kernel=HUBERT_CONV_KERNEL,
-        conv_stride=HUBERT_CONV_STRIDE,
+        audio_token: str = AUDIO_TOKEN,
         clip_seconds: float = 10.0,
     ):
         self.audio_token = audio_token
         self.audio_token_id = tokenizer.convert_tokens_to_ids(audio_token)
-        self.audio_pooling = audio_pooling
-        self.conv_kernel = tuple(conv_kernel)
-        self.conv_stride = tuple(conv_stride)
+        self.audio_tokens_per_clip = audio_tokens_per_clip
         self.clip_seconds = clip_seconds
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template or CHAT_TEMPLATE)
-
-    @classmethod
-    def from_pretrained_components(
-        cls, audio_encoder: str = "m-a-p/MERT-v1-330M", language_model: str = "Qwen/Qwen2-7B-Instruct", audio_pooling: int = 1
-    ) -> "MixingBuddyProcessor":
-        """MERT's feature extractor and the Qwen2 tokenizer (with the audio token added), from Hub ids or folders."""
-        from transformers import AutoTokenizer, Wav2Vec2FeatureExtractor
-
-        tokenizer = AutoTokenizer.from_pretrained(language_model)
-        tokenizer.add_special_tokens({"additional_special_tokens": ["<|AUDIO|>"]})
-        tokenizer.padding_side = "left"
-        feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder)
-        return cls(feature_extractor, tokenizer, audio_pooling=audio_pooling)
 
     @property
     def sampling_rate(self) -> int:
@@ -439,10 +83,6 @@ class MixingBuddyProcessor(ProcessorMixin):
     @property
     def clip_samples(self) -> int:
         return round(self.sampling_rate * self.clip_seconds)
-
-    @property
-    def audio_tokens_per_clip(self) -> int:
-        return num_audio_tokens(self.clip_samples, self.conv_kernel, self.conv_stride, self.audio_pooling)
 
     def apply_chat_template(self, conversation, chat_template=None, **kwargs):
         kwargs.setdefault("audio_token", self.audio_token)
@@ -514,26 +154,23 @@ class MixingBuddyProcessor(ProcessorMixin):
             if len(responses) != len(texts):
                 raise ValueError(f"Got {len(texts)} prompts but {len(responses)} responses.")
             for ids, labels, response in zip(prompt_ids, label_ids, responses):
-                answer = self.tokenizer(response + "<|im_end|>", add_special_tokens=False)["input_ids"]
+                answer = self.tokenizer(response + END_OF_TURN, add_special_tokens=False)["input_ids"]
                 ids.extend(answer)
                 labels.extend(answer)
 
-        data = self._pad_left(prompt_ids, label_ids, with_labels=responses is not None)
+        data = self._pad_left(prompt_ids, label_ids if responses is not None else None)
         if clips:
             values = np.stack([self.prepare_audio(clip, sampling_rate) for clip in clips])
             features = self.feature_extractor(list(values), sampling_rate=self.sampling_rate, return_tensors="np")
             data["input_values"] = features["input_values"].astype(np.float32)
         return BatchFeature(data=data, tensor_type=return_tensors)
 
-    def _pad_left(self, input_ids: list[list[int]], labels: list[list[int]], with_labels: bool) -> dict:
-        length = max(len(ids) for ids in input_ids)
-        pad = self.tokenizer.pad_token_id
-        data = {
-            "input_ids": np.array([[pad] * (length - len(ids)) + ids for ids in input_ids], dtype=np.int64),
-            "attention_mask": np.array([[0] * (length - len(ids)) + [1] * len(ids) for ids in input_ids], dtype=np.int64),
-        }
-        if with_labels:
-            data["labels"] = np.array([[-100] * (length - len(l)) + l for l in labels], dtype=np.int64)
+    def _pad_left(self, input_ids: list[list[int]], labels: list[list[int]] | None) -> dict:
+        """Left-pad the token ids with the tokenizer (and `labels` with -100) to the longest sequence."""
+        data = dict(self.tokenizer.pad({"input_ids": input_ids}, padding=True, padding_side="left", return_tensors="np"))
+        if labels is not None:
+            length = data["input_ids"].shape[1]
+            data["labels"] = np.array([[-100] * (length - len(row)) + row for row in labels], dtype=np.int64)
         return data
 
     def post_process_advice(self, texts) -> list[dict]:
@@ -548,4 +185,14 @@ def _is_single_clip(audio) -> bool:
 
 MixingBuddyProcessor.register_for_auto_class()
 
-__all__ = ["MixingBuddyProcessor", "parse_advice", "format_instruction", "format_response"]
+# parse_advice, advice_validity, format_instruction and format_response live in vocabulary_mixingbuddy; they are
+# re-exported here, where they used to be defined.
+__all__ = [
+    "CHAT_TEMPLATE",
+    "MixingBuddyProcessor",
+    "advice_validity",
+    "format_instruction",
+    "format_response",
+    "make_conversation",
+    "parse_advice",
+]

@@ -19,9 +19,10 @@ import numpy as np
 import soundfile as sf
 
 from dataset_builder import StemCache, augment_mix, build_dataset
+from dataset_builder.levels import db_to_gain
 from dataset_builder.stem_cache import to_mono
 from dataset_builder.synth import synthesize_corpus
-from processing_mixingbuddy import STEMS
+from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
 
 def decode_flawed_mix(example: dict, track_dir: Path, sampling_rate: int = 24000) -> np.ndarray:
@@ -34,7 +35,7 @@ def decode_flawed_mix(example: dict, track_dir: Path, sampling_rate: int = 24000
                 round((example["end_sec"] - example["start_sec"]) * file.samplerate), dtype="float32", always_2d=True
             )
             clip = to_mono(audio, file.samplerate, sampling_rate)
-        gain = 10 ** (example["gain_db"] / 20) if stem == example["target_stem"] else 1.0
+        gain = db_to_gain(example["gain_db"]) if stem == example["target_stem"] else 1.0
         mix[: len(clip)] += np.float32(gain) * clip[: len(mix)]
     return mix
 

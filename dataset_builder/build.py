@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
 import datasets
-import yaml
+from huggingface_hub import DatasetCard, DatasetCardData
 
-from processing_mixingbuddy import CATEGORIES, TARGET_STEMS
+from mixingbuddy.files import atomic_folder
+from mixingbuddy.hub.vocabulary_mixingbuddy import CATEGORIES, TARGET_STEMS
+from mixingbuddy.markdown import markdown_table
 
 from .builder import MixingBuddyGain
 from .corpus import MUSDB_VALIDATION_TRACKS
@@ -38,11 +38,7 @@ def build_dataset(
     of the stem cache; `config_kwargs` are other `MixingBuddyGainConfig` fields (gating thresholds, ...).
     """
     out = Path(out_dir).expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"Output folder {out} already exists and is not empty (use --overwrite to replace it)")
-    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.incomplete")
-    staging.mkdir(parents=True)
-    try:
+    with atomic_folder(out, overwrite=overwrite, hint=" (use --overwrite to replace it)") as staging:
         builder = MixingBuddyGain(
             config_name=config,
             data_dir=str(stems_dir),
@@ -56,13 +52,9 @@ def build_dataset(
         for split in splits:
             splits[split].to_parquet(staging / "data" / f"{split}-00000-of-00001.parquet")
         stats = dataset_stats(builder, splits)
-        (staging / "README.md").write_text(dataset_card(stats))
+        dataset_card(stats).save(staging / "README.md")
         del splits  # release the memory-mapped Arrow files before deleting them
         shutil.rmtree(staging / "arrow")
-        _move_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if push_to_hub:
         push_folder_to_hub(out, push_to_hub)
     return stats
@@ -87,19 +79,17 @@ def dataset_stats(builder: MixingBuddyGain, splits: datasets.DatasetDict) -> dic
     return stats
 
 
-def dataset_card(stats: dict) -> str:
-    """README.md: YAML front matter, then the statistics.
+def dataset_card(stats: dict) -> DatasetCard:
+    """The data-set card (README.md): metadata, then the statistics.
 
     The splits are found from the file names (`data/<split>-*.parquet`). The card declares no `configs:` block on
     purpose: with one, `datasets` keys its cache by the folder's name and the config, not by the files, so two built
     folders of the same name would load each other's rows.
     """
     splits = stats["splits"]
-    front_matter = {"pretty_name": "MixingBuddy gain balance", "tags": ["music", "audio", "mixing", "musdb18"]}
+    metadata = DatasetCardData(pretty_name="MixingBuddy gain balance", tags=["music", "audio", "mixing", "musdb18"])
     lines = [
-        "---",
-        yaml.safe_dump(front_matter, sort_keys=False).strip(),
-        "---",
+        f"---\n{metadata.to_yaml()}\n---",
         "",
         f"# MixingBuddy gain-balance data set ({stats['config']})",
         "",
@@ -119,7 +109,7 @@ def dataset_card(stats: dict) -> str:
         "",
         "## Rows",
         "",
-        _table(
+        markdown_table(
             ["split", "rows", *CATEGORIES],
             [
                 [split, s["rows"], *(s.get("categories", {}).get(c, 0) for c in CATEGORIES)]
@@ -129,7 +119,7 @@ def dataset_card(stats: dict) -> str:
         "",
         "## Target and anchor stems",
         "",
-        _table(
+        markdown_table(
             ["split", *(f"target {t}" for t in TARGET_STEMS), *(f"anchor {t}" for t in TARGET_STEMS)],
             [
                 [split, *(s.get(f"{role}_stems", {}).get(t, 0) for role in ("target", "anchor") for t in TARGET_STEMS)]
@@ -139,7 +129,7 @@ def dataset_card(stats: dict) -> str:
         "",
         "## Gating (10 s chunks; a gated-out chunk counts under every criterion it fails)",
         "",
-        _table(
+        markdown_table(
             ["split", "chunks", "kept", "gated out", "quiet mixture", "quiet stem", "too few active frames"],
             [
                 [
@@ -154,7 +144,7 @@ def dataset_card(stats: dict) -> str:
         ),
         "",
     ]
-    return "\n".join(lines)
+    return DatasetCard("\n".join(lines))
 
 
 def push_folder_to_hub(folder: Path, repo_id: str) -> None:
@@ -165,20 +155,3 @@ def push_folder_to_hub(folder: Path, repo_id: str) -> None:
     api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
     api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset")
 
-
-def _table(header: list, rows: list[list]) -> str:
-    return "\n".join(
-        ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
-        + ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    )
-
-
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Rename `staging` to `out`, replacing an existing `out` only once the new folder is complete."""
-    if out.exists():
-        retired = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
-        os.rename(out, retired)
-        os.rename(staging, out)
-        shutil.rmtree(retired)
-    else:
-        os.rename(staging, out)

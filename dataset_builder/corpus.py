@@ -8,7 +8,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from processing_mixingbuddy import STEMS
+from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
 from .seeding import keyed_rng
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import permutations
 
-from processing_mixingbuddy import (
+from mixingbuddy.hub.vocabulary_mixingbuddy import (
     CATEGORIES,
     INSTRUCTION_TEMPLATES,
     RESPONSE_TEMPLATES,

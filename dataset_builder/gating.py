@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .levels import rms_db
+
 
 @dataclass(frozen=True)
 class GatingThresholds:
@@ -37,11 +39,6 @@ class GatingStats:
 
     def to_dict(self) -> dict[str, int]:
         return {**asdict(self), "gated_out": self.gated_out}
-
-
-def rms_db(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """RMS level in dBFS along `axis` (silence gives about -200 dB)."""
-    return 10 * np.log10(np.mean(np.square(x, dtype=np.float64), axis=axis) + 1e-20)
 
 
 def gate_chunks(

@@ -11,16 +11,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from processing_mixingbuddy import STEMS
+from mixingbuddy.files import write_file_atomic
+from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
 from .corpus import CorpusError, Track, error_summary, find_tracks
+from .levels import db_to_gain
+from .rows import as_row
 
 CACHE_ENV = "MIXINGBUDDY_CACHE_DIR"
 DEFAULT_CACHE_ROOT = "~/.cache/mixingbuddy/stems"
@@ -88,7 +90,7 @@ class StemCache:
         path = self.entry_path(name)
         if not path.exists():
             stems = self._decode(self.track(name))
-            _save_atomically(path, stems)
+            write_file_atomic(path, lambda file: np.save(file, stems))
             for stale in path.parent.glob(f"sr{self.sampling_rate}-*.npy"):
                 if stale != path:
                     stale.unlink(missing_ok=True)
@@ -105,12 +107,14 @@ class StemCache:
         start = round(start_sec * self.sampling_rate)
         return self.load(name)[:, start : start + round((end_sec - start_sec) * self.sampling_rate)]
 
-    def render(self, example: dict) -> np.ndarray:
-        """The flawed mix of a data-set row, float32 [samples]: the stems present, the target scaled by 10^(gain/20)."""
-        present = example.get("stems_present") or STEMS
+    def render(self, example) -> np.ndarray:
+        """The flawed mix of a data-set row (in any form `as_row` reads), float32 [samples]: the stems present, the
+        target scaled by 10^(gain/20)."""
+        row = as_row(example)
+        present = row.get("stems_present") or STEMS
         weights = np.array([float(stem in present) for stem in STEMS], dtype=np.float32)  # [len(STEMS)]
-        weights[STEMS.index(example["target_stem"])] *= np.float32(10 ** (example["gain_db"] / 20))
-        return np.asarray(weights @ self.chunk(example["track"], example["start_sec"], example["end_sec"]))
+        weights[STEMS.index(row["target_stem"])] *= np.float32(db_to_gain(row["gain_db"]))
+        return np.asarray(weights @ self.chunk(row["track"], row["start_sec"], row["end_sec"]))
 
     def _decode(self, track: Track) -> np.ndarray:
         track.validate()
@@ -134,7 +138,7 @@ def _shared_cache(stems_dir: Path, sampling_rate: int, root: Path) -> StemCache:
 
 
 def render_flawed_mix(
-    example: dict, stems_dir: str | Path, sampling_rate: int = 24000, cache_dir: str | Path | None = None
+    example, stems_dir: str | Path, sampling_rate: int = 24000, cache_dir: str | Path | None = None
 ) -> np.ndarray:
     """Render a data-set row's flawed mix, float32 mono [samples] at `sampling_rate`, from the stem cache.
 
@@ -143,13 +147,3 @@ def render_flawed_mix(
     """
     return _shared_cache(Path(stems_dir).expanduser().resolve(), sampling_rate, cache_root(cache_dir)).render(example)
 
-
-def _save_atomically(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            np.save(file, array)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -1,29 +1,16 @@
 """Shared fixtures: a tiny random MixingBuddy model and processor, and example inputs."""
 
-import numpy as np
 import pytest
 import torch
+from helpers import make_clips, make_prompts
 
-from mixingbuddy_tiny import build_tiny_model_and_processor
+from mixingbuddy.models.tiny import build_tiny_model_and_processor
 
 
 @pytest.fixture(scope="session")
 def tiny():
     """(model, processor) with tiny random weights, seed 0, pooling 25 (30 audio tokens per clip)."""
     return build_tiny_model_and_processor(seed=0)
-
-
-def make_clips(n: int, seconds: float = 10.0, rate: int = 24000, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [(0.1 * rng.standard_normal(int(seconds * rate))).astype(np.float32) for _ in range(n)]
-
-
-def make_prompts(processor, anchors=("vocals", "drums", "bass")) -> list[str]:
-    """Prompts of different lengths (different instruction templates), so that batches need padding."""
-    return [
-        processor.apply_chat_template(processor.build_conversation(a, template=3 * i), add_generation_prompt=True)
-        for i, a in enumerate(anchors)
-    ]
 
 
 @pytest.fixture

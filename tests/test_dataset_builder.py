@@ -12,8 +12,8 @@ from dataset_builder import MixingBuddyGain, StemCache, augment_mix, build_datas
 from dataset_builder.corpus import CorpusError, Track, assign_splits
 from dataset_builder.examples import expanded_rows
 from dataset_builder.gating import GatingThresholds, gate_chunks
-from mixingbuddy_cli import main
-from processing_mixingbuddy import CATEGORIES, INSTRUCTION_TEMPLATES, STEMS, TARGET_STEMS
+from mixingbuddy.cli import main
+from vocabulary_mixingbuddy import CATEGORIES, INSTRUCTION_TEMPLATES, STEMS, TARGET_STEMS
 
 RATE = 24000
 # name -> (source split, sampling rate, channels); every song lasts 21 s: two 10 s chunks, the partial third dropped.

@@ -3,16 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make_clips
+from helpers import make_clips
 
-from decoding_mixingbuddy import (
-    END_OF_TURN,
-    AdviceConstraintLogitsProcessor,
-    TokenTrie,
-    constrained_generate_kwargs,
-    valid_answers,
-)
-from processing_mixingbuddy import STEMS, TARGET_STEMS, advice_validity, parse_advice
+from mixingbuddy.evaluation.constrained import AdviceConstraintLogitsProcessor, TokenTrie, constrained_generate_kwargs
+from vocabulary_mixingbuddy import END_OF_TURN, STEMS, TARGET_STEMS, advice_validity, parse_advice, valid_answers
 
 # (stems present, anchor) per prompt: different anchors, and a mix without vocals whose only changeable stem is drums.
 ROWS = [(STEMS, "vocals"), (STEMS, "drums"), (("bass", "drums", "other"), "bass")]
@@ -183,7 +177,7 @@ def test_advice_validity_of_parsed_dicts(parsed, expected):
 
 def test_ranked_decoding_picks_the_advice_with_the_most_probability_over_its_wordings(tiny):
     """Brute force: score every valid answer with a full forward pass of prompt + answer, group by advice."""
-    from decoding_mixingbuddy import rank_advice
+    from mixingbuddy.evaluation.ranked import rank_advice
 
     model, processor = tiny
     rows = [(STEMS, "vocals"), (("bass", "drums", "other"), "bass")]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from demo_mixingbuddy import ModelCollapsedError, check_not_collapsed, flawed_song
+from mixingbuddy.demo import ModelCollapsedError, check_not_collapsed, flawed_song
 
 
 def write_predictions(path, answers):

@@ -1,4 +1,5 @@
-"""Hub layout: a saved folder loads in a fresh offline process through the Auto classes with identical outputs;
+"""Hub layout: a saved folder loads in a fresh offline process — without this repository, its package or its site
+hooks — through the Auto classes with identical outputs; the plain names of the Hub files alias one set of modules;
 PEFT saves only what was trained; a merged export loads without peft; real components load from local folders."""
 
 import json
@@ -12,26 +13,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_clips, make_prompts
+import sysconfig
+from helpers import make_clips, make_prompts
 from safetensors.torch import load_file
 
-from mixingbuddy_tiny import TINY_AUDIO_CONFIG, TINY_TEXT_CONFIG, build_tiny_model_and_processor, build_tiny_tokenizer
-from modeling_mixingbuddy import save_hub_folder
-from modeling_mixingbuddy import MixingBuddyForConditionalGeneration, apply_lora
+from mixingbuddy.models.checkpoints import save_hub_folder
+from mixingbuddy.models.components import apply_lora, load_components, paper_model_args
+from mixingbuddy.models.tiny import TINY_AUDIO_CONFIG, TINY_TEXT_CONFIG, build_tiny_model_and_processor, build_tiny_tokenizer
+from modeling_mixingbuddy import MixingBuddyForConditionalGeneration
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Runs in a fresh interpreter, outside the checkout, offline: loads FOLDER with the Auto classes and writes logits
-# and greedy generations to OUT.
+# Runs in a fresh interpreter started with -S (no site hooks: neither the editable install nor mixingbuddy-hub.pth)
+# in a folder outside the checkout, offline, with the installed libraries on sys.path but not the repository: loads
+# FOLDER with the Auto classes and writes logits and greedy generations to OUT.
 LOAD_SCRIPT = textwrap.dedent(
     """
-    import sys
+    import importlib.util, sys
+    sys.path.append(sys.argv.pop())  # site-packages, without running its .pth files
     import numpy as np, torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor
     folder, inputs_path, out = sys.argv[1:4]
     if len(sys.argv) > 4:
         sys.modules["peft"] = None  # prove the folder needs no peft
-    assert "modeling_mixingbuddy" not in sys.modules
+    for name in ("mixingbuddy", "dataset_builder", "modeling_mixingbuddy", "vocabulary_mixingbuddy"):
+        assert importlib.util.find_spec(name) is None, name  # only the folder's own files can be used
     config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
     data = np.load(inputs_path)
@@ -44,6 +50,7 @@ LOAD_SCRIPT = textwrap.dedent(
             results[name + "_logits"] = model(**inputs).logits.numpy()
         results[name + "_generated"] = model.generate(**inputs, max_new_tokens=8).numpy()
     results["class"] = np.array([type(processor).__name__, config.model_type])
+    results["modules"] = np.array(sorted(m for m in sys.modules if m.endswith("_mixingbuddy")))
     np.savez(out, **results)
     """
 )
@@ -55,8 +62,9 @@ def run_fresh_process(folder, tmp_path, prompts, clips, block_peft=False):
     script.write_text(LOAD_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
-    args = [sys.executable, str(script), str(folder), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")]
-    subprocess.run(args + (["--block-peft"] if block_peft else []), check=True, cwd=tmp_path, env=env)
+    args = [sys.executable, "-S", str(script), str(folder), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")]
+    args += ["--block-peft"] if block_peft else []
+    subprocess.run([*args, sysconfig.get_path("purelib")], check=True, cwd=tmp_path, env=env)
     return np.load(tmp_path / "out.npz")
 
 
@@ -72,8 +80,8 @@ def test_hub_folder_round_trip_in_a_fresh_offline_process(tmp_path):
     folder = save_hub_folder(model, processor, tmp_path / "checkpoint")
     files = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "generation_config.json", "configuration_mixingbuddy.py",
-            "modeling_mixingbuddy.py", "processing_mixingbuddy.py", "processor_config.json", "tokenizer.json",
-            "tokenizer_config.json"} <= files
+            "modeling_mixingbuddy.py", "processing_mixingbuddy.py", "vocabulary_mixingbuddy.py", "processor_config.json",
+            "tokenizer.json", "tokenizer_config.json"} <= files
     config = json.loads((folder / "config.json").read_text())
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM"}
     assert json.loads((folder / "generation_config.json").read_text())["do_sample"] is False
@@ -82,6 +90,9 @@ def test_hub_folder_round_trip_in_a_fresh_offline_process(tmp_path):
     logits, generated = reference_outputs(model, processor, prompts, clips)
     loaded = run_fresh_process(folder, tmp_path, prompts, clips)
     assert list(loaded["class"]) == ["MixingBuddyProcessor", "mixingbuddy"]
+    hub_files = {"configuration_mixingbuddy", "modeling_mixingbuddy", "processing_mixingbuddy", "vocabulary_mixingbuddy"}
+    assert {name.rsplit(".", 1)[-1] for name in loaded["modules"]} == hub_files
+    assert all(name.startswith("transformers_modules.") for name in loaded["modules"])
     for name in ("model", "causal"):
         np.testing.assert_array_equal(loaded[f"{name}_logits"], logits)
         np.testing.assert_array_equal(loaded[f"{name}_generated"], generated)
@@ -89,7 +100,7 @@ def test_hub_folder_round_trip_in_a_fresh_offline_process(tmp_path):
 
 def test_save_refuses_a_non_empty_folder(tmp_path, tiny):
     (tmp_path / "keep.txt").write_text("x")
-    with pytest.raises(FileExistsError, match="is not empty"):
+    with pytest.raises(FileExistsError, match="already exists and is not empty"):
         save_hub_folder(*tiny, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
@@ -137,13 +148,15 @@ def test_merged_export_loads_without_peft(tmp_path):
 
 @pytest.fixture(scope="module")
 def component_folders(tmp_path_factory):
-    """A MERT-format folder (HuBERT weights, MERT's model_type, a .bin file) and a Qwen2 folder with tokenizer."""
+    """A MERT-format folder (HuBERT weights, MERT's model_type, a .bin file, MERT's preprocessor config) and a Qwen2
+    folder with tokenizer."""
     root = tmp_path_factory.mktemp("components")
     torch.manual_seed(1)
-    from transformers import HubertConfig, HubertModel, Qwen2Config, Qwen2ForCausalLM
+    from transformers import HubertConfig, HubertModel, Qwen2Config, Qwen2ForCausalLM, Wav2Vec2FeatureExtractor
 
     hubert = HubertModel(HubertConfig(**TINY_AUDIO_CONFIG)).eval()
     hubert.save_pretrained(root / "mert")
+    Wav2Vec2FeatureExtractor(sampling_rate=24000, do_normalize=True, return_attention_mask=True).save_pretrained(root / "mert")
     config = json.loads((root / "mert" / "config.json").read_text())
     config.update(model_type="mert_model", architectures=["MERTModel"], auto_map={"AutoModel": "modeling_MERT.MERTModel"})
     (root / "mert" / "config.json").write_text(json.dumps(config))
@@ -158,16 +171,17 @@ def component_folders(tmp_path_factory):
     return root, hubert, text_model
 
 
-def test_from_pretrained_components_loads_mert_and_qwen2(component_folders):
+def test_load_components_assembles_mert_and_qwen2(component_folders):
     root, hubert, text_model = component_folders
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        peft_model = MixingBuddyForConditionalGeneration.from_pretrained_components(
-            root / "mert", root / "qwen", quantization="nf4", lora=True, audio_pooling=10
-        )
-    assert any("NF4 4-bit quantization needs a CUDA GPU" in str(w.message) for w in caught)
+        peft_model, processor = load_components(root / "mert", root / "qwen", paper_model_args(), audio_pooling=10)
+    assert any("Quantization with bitsandbytes (4-bit NF4 or 8-bit) needs a CUDA GPU" in str(w.message) for w in caught)
     model = peft_model.base_model.model
     assert model.config.audio_pooling == 10 and model.config.audio_tokens_per_clip == 75
+    assert processor.audio_tokens_per_clip == 75 and processor.audio_token == model.config.audio_token
+    assert processor.tokenizer.convert_tokens_to_ids(processor.audio_token) == model.config.audio_token_id
+    assert processor.sampling_rate == 24000 and processor.tokenizer.padding_side == "left"
     audio, ids = torch.randn(1, 24000), torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         torch.testing.assert_close(model.model.audio_tower(audio).last_hidden_state, hubert(audio).last_hidden_state)
@@ -177,21 +191,36 @@ def test_from_pretrained_components_loads_mert_and_qwen2(component_folders):
     assert not any("audio_tower" in n for n in trainable)
 
 
-def test_from_pretrained_components_errors(component_folders, tmp_path):
+def test_load_components_errors(component_folders):
     root, _, _ = component_folders
-    with pytest.raises(ValueError, match="quantization must be 'nf4' or None, got 'int8'"):
-        MixingBuddyForConditionalGeneration.from_pretrained_components(root / "mert", root / "qwen", quantization="int8")
     with pytest.raises(ValueError, match="does not hold HuBERT-layout weights"):
-        MixingBuddyForConditionalGeneration.from_pretrained_components(root / "qwen", root / "qwen", quantization=None)
+        load_components(root / "qwen", root / "qwen", paper_model_args(load_in_4bit=False))
+    model, _ = build_tiny_model_and_processor()
+    with pytest.raises(ValueError, match="lora_target_modules"):
+        apply_lora(model, paper_model_args(lora_target_modules=None))
+
+
+def test_plain_hub_file_names_alias_the_package_modules_in_a_fresh_process():
+    script = (
+        "import processing_mixingbuddy, modeling_mixingbuddy, vocabulary_mixingbuddy, mixingbuddy.hub as hub\n"
+        "assert modeling_mixingbuddy is hub.modeling_mixingbuddy and processing_mixingbuddy is hub.processing_mixingbuddy\n"
+        "assert processing_mixingbuddy.parse_advice is vocabulary_mixingbuddy.parse_advice\n"
+        "print(processing_mixingbuddy.parse_advice('Cut the drums by 3 to 6 dB.')['stem'])"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path("/"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "drums"
 
 
 def test_cli_tiny_checkpoint_and_user_errors(tmp_path):
     out = tmp_path / "tiny"
-    done = subprocess.run([sys.executable, "-m", "mixingbuddy_cli", "tiny-checkpoint", str(out)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "mixingbuddy", "tiny-checkpoint", str(out)], cwd=REPO,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (out / "model.safetensors").exists()
-    again = subprocess.run([sys.executable, "-m", "mixingbuddy_cli", "tiny-checkpoint", str(out)], cwd=REPO,
+    again = subprocess.run([sys.executable, "-m", "mixingbuddy", "tiny-checkpoint", str(out)], cwd=REPO,
                            capture_output=True, text=True)
     assert again.returncode == 2
-    assert again.stderr.strip().splitlines() == [f"mixingbuddy tiny-checkpoint: error: Output folder {out} exists and is not empty."]
+    assert again.stderr.strip().splitlines() == [
+        f"mixingbuddy tiny-checkpoint: error: Output folder {out} already exists and is not empty."
+    ]

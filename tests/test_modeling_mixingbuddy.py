@@ -3,11 +3,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_clips, make_prompts
+from helpers import make_clips, make_prompts
 
 from configuration_mixingbuddy import MixingBuddyConfig
-from mixingbuddy_tiny import TINY_AUDIO_CONFIG, build_tiny_model_and_processor
-from modeling_mixingbuddy import MixingBuddyForConditionalGeneration, apply_lora
+from mixingbuddy.models.components import apply_lora
+from mixingbuddy.models.tiny import TINY_AUDIO_CONFIG, build_tiny_model_and_processor
+from modeling_mixingbuddy import MixingBuddyForConditionalGeneration
 
 RESPONSES = [
     "The drums are far too loud. Reduce the drums by 6 to 12 dB.",

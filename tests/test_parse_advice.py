@@ -2,7 +2,7 @@
 
 import pytest
 
-from processing_mixingbuddy import CATEGORIES, RESPONSE_TEMPLATES, TARGET_STEMS, format_response, parse_advice
+from vocabulary_mixingbuddy import CATEGORIES, RESPONSE_TEMPLATES, TARGET_STEMS, format_response, parse_advice
 
 
 @pytest.mark.parametrize("category", list(RESPONSE_TEMPLATES))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import make_clips
+from helpers import make_clips
 
 from processing_mixingbuddy import MixingBuddyProcessor, format_instruction
 
@@ -147,5 +147,5 @@ def test_processor_is_a_processor_mixin_with_saved_settings(tiny, tmp_path):
     _, processor = tiny
     processor.save_pretrained(tmp_path)
     again = MixingBuddyProcessor.from_pretrained(tmp_path)
-    assert (again.audio_pooling, again.clip_seconds, again.audio_tokens_per_clip) == (25, 10.0, 30)
-    assert again.conv_stride == processor.conv_stride and again.sampling_rate == 24000
+    assert (again.clip_seconds, again.audio_tokens_per_clip, again.audio_token) == (10.0, 30, "<|AUDIO|>")
+    assert again.sampling_rate == 24000 and again.audio_token_id == processor.audio_token_id

@@ -1,4 +1,4 @@
-"""scoring_mixingbuddy and the `evaluate` metric: exact counts on hand-made answers, a perfect score for the ground
+"""The scorer (mixingbuddy.evaluation) and the `evaluate` metric: exact counts on hand-made answers, a perfect score for the ground
 truth, the report folder and the confusion plots."""
 
 import json
@@ -6,17 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from processing_mixingbuddy import CATEGORIES, STEMS, TARGET_STEMS, format_response
-from scoring_mixingbuddy import (
+from mixingbuddy.evaluation.report import metrics_markdown, plot_confusions, write_report
+from mixingbuddy.evaluation.scoring import (
     advice_label,
     labels_from_response,
-    metrics_markdown,
-    plot_confusions,
     prediction_record,
     score_predictions,
     true_advice,
-    write_report,
 )
+from vocabulary_mixingbuddy import CATEGORIES, STEMS, TARGET_STEMS, format_response
 
 METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "mixingbuddy_gain"
 ACCURACIES = ("joint_accuracy", "stem_accuracy", "direction_accuracy", "magnitude_accuracy")

@@ -10,6 +10,7 @@ import soundfile as sf
 
 from dataset_builder import synth
 from dataset_builder.synth import STEMS, synthesize_corpus
+from dataset_builder.synth import corpus as synth_corpus
 
 SONGS, SECONDS, SEED = 3, 30.0, 0
 FILES = tuple(f"{name}.wav" for name in (*STEMS, "mixture"))
@@ -37,15 +38,9 @@ def meta(corpus):
     return json.loads((corpus / "corpus.json").read_text())
 
 
-def test_stem_names_match_the_processor():
-    from processing_mixingbuddy import STEMS as processor_stems
-
-    assert STEMS == processor_stems
-
-
 def test_layout_and_split(corpus, meta):
     assert sorted(p.name for p in corpus.iterdir()) == ["corpus.json", "test", "train"]
-    assert not list(corpus.parent.glob(".*partial"))
+    assert not list(corpus.parent.glob(".*incomplete"))
     train, test = sorted((corpus / "train").iterdir()), sorted((corpus / "test").iterdir())
     assert (len(train), len(test)) == (2, 1)  # default: a fifth of the songs, at least one, are test
     names = [t["track"] for t in meta["tracks"]]
@@ -160,8 +155,8 @@ def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
             raise RuntimeError("boom")
         return render_song(plan, *args)
 
-    render_song = synth.render_song
-    monkeypatch.setattr(synth, "render_song", fail_on_second_song)
+    render_song = synth_corpus.render_song
+    monkeypatch.setattr(synth_corpus, "render_song", fail_on_second_song)
     with pytest.raises(RuntimeError, match="boom"):
         synthesize_corpus(tmp_path / "out", 2, 10, SEED, progress=False)
     assert not list(tmp_path.iterdir())

@@ -13,9 +13,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 from trl import SFTConfig
 
-import train_sft
-from mixingbuddy_tiny import build_tiny_model_and_processor
-from training_mixingbuddy import FlawedMixCollator, MixingBuddySFTTrainer, ProjectorDropoutSchedule
+from mixingbuddy.models.tiny import build_tiny_model_and_processor
+from mixingbuddy.training.callbacks import ProjectorDropoutSchedule
+from mixingbuddy.training.collator import FlawedMixCollator
+from mixingbuddy.training.run import run
+from mixingbuddy.training.trainer import MixingBuddySFTTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,7 +99,7 @@ def run_train_sft(synthetic_data, output_dir, *extra):
     argv = ["--config", str(REPO / "configs" / "tiny.yaml"), "--dataset_name", str(dataset), "--stems_dir",
             str(stems), "--stem_cache_dir", str(cache), "--output_dir", str(output_dir), "--feature_statistics_clips",
             "16", "--disable_tqdm", "true", "--eval_strategy", "no", *extra]
-    return train_sft.run(argv)
+    return run(argv)
 
 
 def weights(folder) -> dict:
@@ -110,7 +112,7 @@ def test_checkpoints_reload_identically_and_resume_continues_the_data_order(tmp_
     final = tmp_path / "full"
     reloaded = AutoModelForCausalLM.from_pretrained(final, trust_remote_code=True).eval()
     model = trainer.model.eval()
-    inputs = trainer.eval_data_collator.generation_inputs([trainer.train_dataset[i] for i in range(3)])
+    inputs = trainer.eval_data_collator([trainer.train_dataset[i] for i in range(3)], labels=False)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=0)
     assert (final / "checkpoint-3" / "model.safetensors").exists()

@@ -3,8 +3,8 @@
 import datasets
 import evaluate
 
-from processing_mixingbuddy import STEMS
-from scoring_mixingbuddy import labels_from_response, score_predictions
+from mixingbuddy.evaluation.scoring import labels_from_response, score_predictions
+from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
 _CITATION = """\
 @misc{vadhusas_lerch_mixingbuddy,
@@ -16,7 +16,7 @@ _CITATION = """\
 
 _DESCRIPTION = """\
 Scores generated mixing advice ("The drums are too loud. Reduce the drums by 3 to 6 dB.") against ground-truth
-responses. Both are read with MixingBuddy's `parse_advice`; the metrics are those of `scoring_mixingbuddy`:
+responses. Both are read with MixingBuddy's `parse_advice`; the metrics are those of `mixingbuddy.evaluation.scoring`:
 joint, stem, direction and magnitude accuracy, unparseable and impossible shares, TP/FP/FN/TN tables for error
 detection, stem identification and direction prediction, and breakdowns by error category, stem and direction.
 """
@@ -31,7 +31,7 @@ Args:
     stems_present (`list` of `list` of `str`, *optional*): the stems in each mix; defaults to all four stems.
 Returns:
     `dict` with `overall`, `error_detection`, `stem_identification`, `direction_prediction`, `by_category`,
-    `by_stem` and `by_direction` (see `scoring_mixingbuddy.score_predictions`).
+    `by_stem` and `by_direction` (see `mixingbuddy.evaluation.scoring.score_predictions`).
 Examples:
     >>> metric = evaluate.load("metrics/mixingbuddy_gain")
     >>> results = metric.compute(

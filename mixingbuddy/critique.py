@@ -10,18 +10,8 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from processing_mixingbuddy import STEMS, validate_stems
-
-
-def load_model(model: str):
-    """A Hub-layout folder or Hub id -> (model, processor), in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoProcessor
-
-    is_hub_id = model.count("/") == 1 and not model.startswith((".", "/"))
-    if not Path(model).exists() and not is_hub_id:
-        raise FileNotFoundError(f"Model folder {model} does not exist (run `mixingbuddy demo` to make one).")
-    processor = AutoProcessor.from_pretrained(model, trust_remote_code=True)
-    return AutoModelForCausalLM.from_pretrained(model, trust_remote_code=True).eval(), processor
+from .hub.vocabulary_mixingbuddy import STEMS, validate_stems
+from .models.checkpoints import load_model
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:

@@ -7,11 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from .evaluation import DECODINGS
+
 DEFAULT_MODEL = "demo_out/model"  # what `mixingbuddy demo` leaves behind
 
 
 def tiny_checkpoint(args: argparse.Namespace) -> int:
-    from mixingbuddy_tiny import save_tiny_checkpoint
+    from .models.tiny import save_tiny_checkpoint
 
     save_tiny_checkpoint(args.out, seed=args.seed)
     print(f"Wrote a tiny random MixingBuddy checkpoint to {args.out}")
@@ -19,7 +21,7 @@ def tiny_checkpoint(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from demo_mixingbuddy import ModelCollapsedError, run_demo
+    from .demo import ModelCollapsedError, run_demo
 
     try:
         run_demo(Path(args.out), seed=args.seed, songs=args.songs, seconds=args.seconds, max_steps=args.max_steps,
@@ -31,7 +33,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from evaluation_mixingbuddy import evaluate_split
+    from .evaluation.generation import evaluate_split
 
     results = evaluate_split(
         args.model, args.dataset, args.out, args.stems, split=args.split, batch_size=args.batch_size,
@@ -49,7 +51,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def critique(args: argparse.Namespace) -> int:
-    from critique_mixingbuddy import critique_file, format_critique
+    from .critique import critique_file, format_critique
 
     report = critique_file(args.audio, anchor=args.anchor, model=args.model, stems=args.stems, batch_size=args.batch_size)
     print(json.dumps(report, indent=2) if args.json else format_critique(report))
@@ -79,7 +81,7 @@ def add_model_commands(commands) -> None:
     p.add_argument("--out", required=True, help="folder for predictions.jsonl, metrics.json, metrics.md and plots")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N rows only")
-    p.add_argument("--decoding", nargs="+", choices=("greedy", "constrained", "ranked"), default=["greedy"],
+    p.add_argument("--decoding", nargs="+", choices=DECODINGS, default=["greedy"],
                    help="greedy (default); constrained: only valid advice can be generated; ranked: the valid advice "
                         "with the most probability summed over its wordings. The first goes to OUT, others to OUT/NAME")
     p.add_argument("--cache-dir", default=None, help="stem cache root (default: $MIXINGBUDDY_CACHE_DIR or ~/.cache/mixingbuddy/stems)")

@@ -9,20 +9,25 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Wav2Vec2FeatureExtractor
 
-from configuration_mixingbuddy import MixingBuddyConfig
-from modeling_mixingbuddy import MixingBuddyForConditionalGeneration, save_hub_folder
-from processing_mixingbuddy import (
+from ..hub.configuration_mixingbuddy import MixingBuddyConfig
+from ..hub.modeling_mixingbuddy import MixingBuddyForConditionalGeneration
+from ..hub.vocabulary_mixingbuddy import (
+    AUDIO_TOKEN,
+    END_OF_TURN,
     INSTRUCTION_TEMPLATES,
     RESPONSE_TEMPLATES,
+    START_OF_TURN,
     STEMS,
     SYSTEM_PROMPT,
     TARGET_STEMS,
-    MixingBuddyProcessor,
     describe_stems,
     format_response,
 )
+from .checkpoints import save_hub_folder
+from .components import processor_for
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>"]
+PAD_TOKEN = "<|endoftext|>"  # Qwen2's padding token
+SPECIAL_TOKENS = [PAD_TOKEN, START_OF_TURN, END_OF_TURN, AUDIO_TOKEN]
 TINY_AUDIO_CONFIG = {
     "hidden_size": 32,
     "num_hidden_layers": 2,
@@ -69,9 +74,9 @@ def build_tiny_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:
     tokenizer.train_from_iterator(tokenizer_corpus(), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>", "<|im_end|>", "<|AUDIO|>"],
+        eos_token=END_OF_TURN,
+        pad_token=PAD_TOKEN,
+        additional_special_tokens=SPECIAL_TOKENS[1:],
         padding_side="left",
     )
 
@@ -92,7 +97,7 @@ def build_tiny_model_and_processor(seed: int = 0, text_hidden_size: int = 64, te
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
         },
-        audio_token_id=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+        audio_token_id=tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
         **config_kwargs,
     )
     torch.manual_seed(seed)
@@ -102,16 +107,7 @@ def build_tiny_model_and_processor(seed: int = 0, text_hidden_size: int = 64, te
     feature_extractor = Wav2Vec2FeatureExtractor(
         feature_size=1, sampling_rate=config.sampling_rate, padding_value=0.0, do_normalize=True, return_attention_mask=False
     )
-    conv_kernel, conv_stride = config.audio_frame_kernel_stride
-    processor = MixingBuddyProcessor(
-        feature_extractor,
-        tokenizer,
-        audio_pooling=config.audio_pooling,
-        conv_kernel=conv_kernel,
-        conv_stride=conv_stride,
-        clip_seconds=config.clip_seconds,
-    )
-    return model, processor
+    return model, processor_for(config, feature_extractor, tokenizer)
 
 
 def save_tiny_checkpoint(out_dir: str | os.PathLike, seed: int = 0, **config_kwargs) -> Path:

@@ -1,4 +1,4 @@
-"""Scoring MixingBuddy's advice against the ground truth: the paper's accuracies, detection tables and confusion plots.
+"""Scoring MixingBuddy's advice against the ground truth: the paper's accuracies and detection tables.
 
 Every generated answer is read back with `parse_advice` into `{"stem", "direction", "min_db", "max_db"}` and compared
 with the ground truth in the same shape (`true_advice`). A flawed mix (category other than `no_error`) asks for one
@@ -25,20 +25,11 @@ gives none (no stem named, no direction), and a false positive when it gives a w
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 
-import numpy as np
-from matplotlib.figure import Figure
-
-from processing_mixingbuddy import (
+from ..hub.vocabulary_mixingbuddy import (
     ADVICE_CLASSES,
     CATEGORIES,
-    FLAWED_CATEGORIES,
     STEMS,
     TARGET_STEMS,
     advice_class,
@@ -203,7 +194,8 @@ def detection_table(task_answer: Callable[[Mapping], str | None], grades: list[d
     return {**table, "precision": precision, "recall": recall, "f1": _ratio(2 * precision * recall, precision + recall)}
 
 
-def _graded(records: Iterable[Mapping]) -> list[dict]:
+def graded(records: Iterable[Mapping]) -> list[dict]:
+    """Each record's `grade`, with its true error category."""
     return [{**grade(record), "category": record["error_category"]} for record in records]
 
 
@@ -219,7 +211,7 @@ def score_predictions(records: Iterable[Mapping]) -> dict:
     (`detection_table`), and `by_category`, `by_stem` (true stem; "none" for balanced mixes) and `by_direction` (true
     direction), each group a `summarize` dict. Every group is present, empty ones with n = 0.
     """
-    grades = _graded(records)
+    grades = graded(records)
     return {
         "overall": summarize(grades),
         **{task: detection_table(answer, grades) for task, answer in DETECTION_TASKS.items()},
@@ -227,156 +219,3 @@ def score_predictions(records: Iterable[Mapping]) -> dict:
         "by_stem": _grouped(grades, lambda g: g["truth"]["stem"] or "none", TARGET_STEMS + ("none",)),
         "by_direction": _grouped(grades, lambda g: g["truth"]["direction"], DIRECTIONS),
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Markdown tables
-# ---------------------------------------------------------------------------------------------
-
-
-def _percent(value: float, n: int) -> str:
-    return f"{100 * value:.2f} %" if n else "—"
-
-
-def _markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _accuracy_row(summary: dict) -> list:
-    n, n_error = summary["n"], summary["n_error"]
-    accuracies = [_percent(summary[f"{key}_accuracy"], n) for key in ("joint", "stem", "direction")]
-    return [n, *accuracies, _percent(summary["magnitude_accuracy"], n_error)]
-
-
-def metrics_markdown(metrics: Mapping) -> str:
-    """The metrics as markdown: overall, Table I (detection), Tables II–IV (by category, stem and direction)."""
-    overall = metrics["overall"]
-    accuracy_header = ["N", "Joint", "Stem", "Direction", "Magnitude"]
-    sections = [
-        "## Overall",
-        _markdown_table(
-            [*accuracy_header, "Error rows", "Unparseable", "Impossible"],
-            [[*_accuracy_row(overall), overall["n_error"], _percent(overall["unparseable_share"], overall["n"]),
-              _percent(overall["impossible_share"], overall["n"])]],
-        ),
-        "## Table I — detection",
-        _markdown_table(
-            ["Task", "TP", "FP", "FN", "TN", "Precision", "Recall", "F1"],
-            [
-                [task.replace("_", " "), *(metrics[task][c] for c in ("tp", "fp", "fn", "tn")),
-                 *(_percent(metrics[task][k], 1) for k in ("precision", "recall", "f1"))]
-                for task in DETECTION_TASKS
-            ],
-        ),
-    ]
-    for title, key, label in (
-        ("Table II — by error category", "by_category", "Category"),
-        ("Table III — by target stem", "by_stem", "Stem"),
-        ("Table IV — by direction", "by_direction", "Direction"),
-    ):
-        rows = [[group.replace("_", " "), *_accuracy_row(summary)] for group, summary in metrics[key].items()]
-        sections += [f"## {title}", _markdown_table([label, *accuracy_header], rows)]
-    return "\n\n".join(sections) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# Confusion matrices
-# ---------------------------------------------------------------------------------------------
-
-
-def _count_matrix(pairs: Iterable[tuple[str, str]], rows: tuple, columns: tuple) -> np.ndarray:
-    counts = np.zeros((len(rows), len(columns)), dtype=np.int64)
-    for row, column in pairs:
-        counts[rows.index(row), columns.index(column)] += 1
-    return counts
-
-
-def _readable(label: str) -> str:
-    return label.replace(":", " · ").replace("_", " ")
-
-
-def _confusion_figure(
-    counts: np.ndarray, rows: tuple, columns: tuple, title: str, xlabel: str, ylabel: str, separators: tuple = ()
-) -> Figure:
-    """A heat map coloured by each row's share, with the counts in the cells and lines between blocks of classes."""
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    figure = Figure(figsize=(max(5.0, 1.5 + 0.6 * len(columns)), 1.8 + 0.5 * len(rows)), layout="constrained")
-    axes = figure.subplots()
-    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
-    for (i, j), count in np.ndenumerate(counts):
-        axes.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                  color="white" if shares[i, j] > 0.5 else ("black" if count else "lightgray"))
-    axes.set_xticks(range(len(columns)), [_readable(c) for c in columns], rotation=45, ha="right")
-    axes.set_yticks(range(len(rows)), [_readable(r) for r in rows])
-    for position in separators:
-        axes.axhline(position - 0.5, color="gray", linewidth=0.8)
-        axes.axvline(position - 0.5, color="gray", linewidth=0.8)
-    axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    figure.colorbar(image, ax=axes, label="share of the true row")
-    return figure
-
-
-def plot_confusions(records: Iterable[Mapping], out_dir: str | os.PathLike) -> list[Path]:
-    """Write `confusion_advice.png` (true class vs predicted class, `PREDICTED_CLASSES`) and
-    `confusion_direction.png` (true category vs predicted direction) into `out_dir`; return their paths."""
-    grades = _graded(records)
-    advice = _count_matrix(
-        ((advice_label(g["truth"]), advice_label(g["parsed"])) for g in grades), ADVICE_CLASSES, PREDICTED_CLASSES
-    )
-    direction_columns = DIRECTIONS + ("unparseable",)
-    direction = _count_matrix(
-        ((g["category"], g["parsed"]["direction"] or "unparseable") for g in grades), tuple(CATEGORIES), direction_columns
-    )
-    figures = {
-        "confusion_advice.png": _confusion_figure(
-            advice, ADVICE_CLASSES, PREDICTED_CLASSES, "Advice class", "predicted (stem · category)",
-            "true (stem · category)", separators=tuple(range(1, len(ADVICE_CLASSES) + 1, len(FLAWED_CATEGORIES))),
-        ),
-        "confusion_direction.png": _confusion_figure(
-            direction, tuple(CATEGORIES), direction_columns, "Direction by error category", "predicted direction",
-            "true error category",
-        ),
-    }
-    paths = []
-    for name, figure in figures.items():
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=120)
-        paths.append(write_atomic(Path(out_dir) / name, buffer.getvalue()))
-    return paths
-
-
-# ---------------------------------------------------------------------------------------------
-# The report folder
-# ---------------------------------------------------------------------------------------------
-
-
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write `data` to a temporary file beside `path`, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(payload)
-        os.chmod(temporary, 0o644)  # mkstemp makes files private
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return path
-
-
-def write_report(records: Iterable[Mapping], out_dir: str | os.PathLike) -> dict:
-    """Write `predictions.jsonl` (the records, e.g. from `prediction_record`), `metrics.json`, `metrics.md` and the
-    confusion PNGs into `out_dir`; return the metrics."""
-    records = list(records)
-    out_dir = Path(out_dir)
-    metrics = score_predictions(records)
-    write_atomic(out_dir / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    write_atomic(out_dir / "metrics.md", metrics_markdown(metrics))
-    plot_confusions(records, out_dir)
-    return metrics

@@ -1,8 +1,8 @@
 """Constrained decoding of advice: the model may only say the mix is balanced, or name a stem it may change with a dB
-range that a flaw category asks for: every answer it lets through is "valid" by `processing_mixingbuddy.advice_validity`.
+range that a flaw category asks for: every answer it lets through is "valid" by `advice_validity`.
 
-The valid answers for a prompt (its stems and anchor) are the training responses (`RESPONSE_TEMPLATES`) for every stem
-the advice may name and every category, each followed by the end-of-turn token. Their token sequences form a trie; at
+The valid answers for a prompt (its stems and anchor) are `valid_answers`: the training responses for every stem the
+advice may name and every category, each followed by the end-of-turn token. Their token sequences form a trie; at
 every step `AdviceConstraintLogitsProcessor` keeps only the tokens that continue a valid answer, per batch row.
 
 ```python
@@ -19,27 +19,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from processing_mixingbuddy import (
-    CATEGORIES,
-    RESPONSE_TEMPLATES,
-    STEMS,
-    advice_stems,
-    format_response,
-    parse_advice,
-    validate_stems,
-)
-
-END_OF_TURN = "<|im_end|>"  # what the processor appends to every training response; generation's eos
-
-
-def valid_answers(stems_present: Iterable[str], anchor: str) -> list[str]:
-    """Every response template filled in for every stem the advice may name and every category."""
-    stems = advice_stems(validate_stems(stems_present, anchor), anchor)
-    answers = []
-    for name, category in CATEGORIES.items():
-        targets = [None] if category.direction == "none" else stems
-        answers += [format_response(name, stem, i) for stem in targets for i in range(len(RESPONSE_TEMPLATES[name]))]
-    return answers
+from ..hub.vocabulary_mixingbuddy import END_OF_TURN, STEMS, valid_answers, validate_stems
 
 
 class TokenTrie:
@@ -138,62 +118,3 @@ def constrained_generate_kwargs(
     constraint = AdviceConstraintLogitsProcessor(processor.tokenizer, prompt_length, list(zip(stems_list, anchors)))
     max_new_tokens = max(trie.max_length for trie in constraint.tries)
     return {"logits_processor": LogitsProcessorList([constraint]), "max_new_tokens": max_new_tokens}
-
-
-@torch.no_grad()
-def rank_advice(model, processor, inputs, rows: Sequence[tuple[Iterable[str], str]]) -> list[str]:
-    """Class-marginal decoding: for each prompt, score every valid answer (`valid_answers` of its stems and anchor) by
-    the model's log-likelihood, add up the probabilities of the answers that give the same advice (stem, direction),
-    take the most likely advice, then its most likely size (dB range) the same way, and return its most likely wording.
-
-    Greedy decoding splits an advice's probability across its ten wordings and picks a single token path, so an advice
-    worded in many different ways ("the mix is balanced", "all stems sit well", …) loses to one whose wordings share
-    their first tokens; summing over wordings removes that bias. `inputs` are the processor's (left-padded) prompts
-    with audio and `rows` one (stems present, anchor) pair per prompt. The prompts run once; their KV cache is shared.
-    """
-    tokenizer = processor.tokenizer
-    prompt = model(**inputs, use_cache=True)
-    answers = [valid_answers(stems, anchor) for stems, anchor in rows]
-    owner = torch.tensor([i for i, row_answers in enumerate(answers) for _ in row_answers])  # [candidates]
-    flat = [a for row_answers in answers for a in row_answers]
-    ids = [tokenizer(a + END_OF_TURN, add_special_tokens=False)["input_ids"] for a in flat]
-    length = max(map(len, ids))
-    candidates = torch.tensor([x + [tokenizer.pad_token_id] * (length - len(x)) for x in ids])  # [candidates, length]
-    candidate_mask = (torch.arange(length)[None] < torch.tensor([len(x) for x in ids])[:, None]).long()
-
-    cache = prompt.cache
-    cache.reorder_cache(owner.to(model.device))
-    logits = model(
-        input_ids=candidates.to(model.device),
-        attention_mask=torch.cat([inputs["attention_mask"][owner], candidate_mask], dim=1).to(model.device),
-        cache=cache,
-        use_cache=True,
-    ).logits.float()  # [candidates, length, vocab]
-    # the first answer token is predicted by the prompt's last position, the others by the answer's own positions
-    first = prompt.logits[owner, -1:].float()
-    token_logprobs = torch.cat([first, logits[:, :-1]], dim=1).log_softmax(-1)
-    token_logprobs = token_logprobs.gather(-1, candidates.to(model.device)[..., None])[..., 0].cpu()
-    scores = (token_logprobs * candidate_mask).sum(1)  # [candidates] log p(answer | prompt)
-
-    chosen, start = [], 0
-    for row_answers in answers:
-        row_scores = scores[start : start + len(row_answers)]
-        start += len(row_answers)
-        advice = [parse_advice(a) for a in row_answers]
-        candidates = list(range(len(row_answers)))
-        for fields in (("stem", "direction"), ("min_db", "max_db")):  # the advice first, then its size
-            groups: dict[tuple, list[int]] = {}
-            for j in candidates:
-                groups.setdefault(tuple(advice[j][f] for f in fields), []).append(j)
-            candidates = max(groups.values(), key=lambda js: torch.logsumexp(row_scores[js], 0))
-        chosen.append(row_answers[max(candidates, key=lambda j: row_scores[j])])
-    return chosen
-
-
-__all__ = [
-    "AdviceConstraintLogitsProcessor",
-    "TokenTrie",
-    "constrained_generate_kwargs",
-    "rank_advice",
-    "valid_answers",
-]

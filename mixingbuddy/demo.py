@@ -12,8 +12,10 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-REPO = Path(__file__).resolve().parent
-TINY_CONFIG = REPO / "configs" / "tiny.yaml"
+from dataset_builder.levels import db_to_gain
+
+from . import config_file
+from .hub.vocabulary_mixingbuddy import STEMS
 DEMO_FLAW = {"stem": "drums", "gain_db": 9.0, "anchor": "vocals"}  # the critique's song: drums 9 dB too loud
 DEMO_LEVEL_SPREAD_DB = 1.5  # songs' own stem levels stray ±1.5 dB from nominal (synth-stems' default is ±3)
 
@@ -38,22 +40,22 @@ def check_not_collapsed(predictions_path: Path, min_distinct: int = 3):
 
 def flawed_song(track_dir: Path, out_path: Path, stem: str, gain_db: float) -> Path:
     """Write a song's mix with one stem's gain changed by `gain_db` over the whole song."""
-    stems = {name: sf.read(track_dir / f"{name}.wav", dtype="float32") for name in ("bass", "drums", "other", "vocals")}
+    stems = {name: sf.read(track_dir / f"{name}.wav", dtype="float32") for name in STEMS}
     rate = stems["bass"][1]
-    mix = sum(audio * (10 ** (gain_db / 20) if name == stem else 1.0) for name, (audio, _) in stems.items())
+    mix = sum(audio * (db_to_gain(gain_db) if name == stem else 1.0) for name, (audio, _) in stems.items())
     sf.write(out_path, mix / max(1.0, float(np.abs(mix).max()) / 0.99), rate)
     return out_path
 
 
 def train_tiny_model(dataset_dir: Path, stems_dir: Path, cache_dir: Path, model_dir: Path, seed: int, max_steps: int | None):
     """Train with `configs/tiny.yaml`, exactly as `accelerate launch train_sft.py --config configs/tiny.yaml` would."""
-    import train_sft
+    from .training.run import run
 
-    argv = ["--config", str(TINY_CONFIG), "--dataset_name", str(dataset_dir), "--stems_dir", str(stems_dir),
+    argv = ["--config", str(config_file("tiny.yaml")), "--dataset_name", str(dataset_dir), "--stems_dir", str(stems_dir),
             "--stem_cache_dir", str(cache_dir), "--output_dir", str(model_dir), "--seed", str(seed)]
     if max_steps is not None:
         argv += ["--max_steps", str(max_steps)]
-    train_sft.run(argv)
+    run(argv)
 
 
 def run_demo(
@@ -63,11 +65,12 @@ def run_demo(
     """Run every stage, writing to `out`; returns the metrics of ranked decoding (`out/metrics.json`; greedy and
     constrained decoding in `out/greedy/` and `out/constrained/`). Stages whose output exists are reused (the corpus,
     the data set), so a second run only retrains and re-evaluates."""
-    from critique_mixingbuddy import critique_file, format_critique
     from dataset_builder import build_dataset
     from dataset_builder.synth import synthesize_corpus
-    from evaluation_mixingbuddy import evaluate_split
-    from scoring_mixingbuddy import metrics_markdown
+
+    from .critique import critique_file, format_critique
+    from .evaluation.generation import evaluate_split
+    from .evaluation.report import metrics_markdown
 
     out.mkdir(parents=True, exist_ok=True)
     stems_dir, dataset_dir, cache_dir, model_dir = out / "corpus", out / "dataset", out / "cache", out / "model"

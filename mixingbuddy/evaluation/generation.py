@@ -1,5 +1,4 @@
-"""`mixingbuddy evaluate`: batched generation (greedy, constrained or ranked) over a data-set split, then the scorer's
-report."""
+"""`mixingbuddy evaluate`: batched generation (greedy, constrained or ranked) over a data-set split, then the report."""
 
 from __future__ import annotations
 
@@ -9,19 +8,20 @@ import torch
 from datasets import load_dataset
 from tqdm.auto import tqdm
 
-from critique_mixingbuddy import load_model
-from decoding_mixingbuddy import constrained_generate_kwargs, rank_advice
-from scoring_mixingbuddy import prediction_record, write_report
-from training_mixingbuddy import FlawedMixCollator
-
-DECODINGS = ("greedy", "constrained", "ranked")
+from ..models.checkpoints import load_model
+from ..training.collator import FlawedMixCollator
+from . import DECODINGS
+from .constrained import constrained_generate_kwargs
+from .ranked import rank_advice
+from .report import write_report
+from .scoring import prediction_record
 
 
 @torch.no_grad()
 def generate_advice(model, collator: FlawedMixCollator, rows: list[dict], decoding: str = "greedy") -> list[str]:
     """Answers for a batch of data-set rows (left padding, KV cache): greedy; greedy constrained to valid advice; or
     ranked, the valid advice with the largest probability summed over its wordings (`rank_advice`)."""
-    inputs = collator.generation_inputs(rows).to(model.device)
+    inputs = collator(rows, labels=False).to(model.device)
     prompt_length = inputs["input_ids"].shape[1]
     prompts = [(r["stems_present"], r["anchor_stem"]) for r in rows]
     if decoding == "ranked":

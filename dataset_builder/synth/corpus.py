@@ -1,0 +1,193 @@
+"""A song (its four stems, levels and JSON record) and the corpus folder of songs."""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import pathlib
+from dataclasses import asdict
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from dataset_builder.levels import db_to_gain, gain_to_db
+from mixingbuddy.files import atomic_folder
+from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
+
+from .bass import render_bass
+from .chords import render_other
+from .drums import render_drums
+from .dsp import MIN_SAMPLE_RATE
+from .plan import LEVEL_SPREAD_DB, NOTE_NAMES, Grid, SongPlan, plan_song, track_names
+from .vocals import render_vocals
+
+NOMINAL_RMS_DBFS = {"bass": -21.0, "drums": -20.0, "other": -23.0, "vocals": -20.0}  # RMS where a stem plays
+PEAK_CEILING = db_to_gain(-1.0)  # a song whose mixture or a stem would peak above −1 dBFS is scaled down
+FADE_OUT_SECONDS = 0.5
+
+RENDERERS = {"bass": render_bass, "drums": render_drums, "other": render_other, "vocals": render_vocals}
+
+
+def active_mask(plan: SongPlan, stem: str, num_samples: int, sample_rate: int) -> np.ndarray:
+    """Boolean per sample: inside a section where `stem` plays."""
+    bar_samples = Grid(plan.tempo).bar_seconds * sample_rate
+    bars = plan.bar_activity(stem, plan.sections[-1].end_bar)
+    return bars[np.minimum((np.arange(num_samples) / bar_samples).astype(np.int64), len(bars) - 1)]
+
+
+def render_song(plan: SongPlan, seed_sequence: np.random.SeedSequence, num_samples: int, sample_rate: int):
+    """The four stems as int16 arrays [samples, 2] (their sum is the mixture), the song gain and the stem levels.
+
+    Each stem is scaled so its RMS where it plays is its nominal level plus the song's `levels_db`; then the whole
+    song is scaled down if the mixture or a stem would peak above −1 dBFS. The levels are those of the result
+    (RMS in dBFS where the stem plays, before PCM rounding; None for a stem that never plays).
+    """
+    fade = np.minimum(1.0, (num_samples - np.arange(num_samples)) / (FADE_OUT_SECONDS * sample_rate)).astype(
+        np.float32
+    )
+    stems, masks = {}, {}
+    for stem, rng in zip(STEMS, map(np.random.default_rng, seed_sequence.spawn(len(STEMS)))):
+        audio = RENDERERS[stem](plan, rng, num_samples, sample_rate) * fade
+        masks[stem] = active_mask(plan, stem, num_samples, sample_rate)
+        rms = rms_where(audio, masks[stem])
+        target = db_to_gain(NOMINAL_RMS_DBFS[stem] + plan.levels_db[stem])
+        stems[stem] = audio * np.float32(target / rms) if rms > 0 else audio
+    peak = max(np.abs(sum(stems.values())).max(), *(np.abs(x).max() for x in stems.values()))
+    gain = min(1.0, PEAK_CEILING / max(peak, 1e-9))
+    pcm = {stem: np.ascontiguousarray(np.rint(x.T * (gain * 32768.0)).astype(np.int16)) for stem, x in stems.items()}
+    levels = {
+        stem: round(NOMINAL_RMS_DBFS[stem] + plan.levels_db[stem] + gain_to_db(gain), 2) if masks[stem].any() else None
+        for stem in STEMS
+    }
+    return pcm, round(gain_to_db(gain), 2), levels
+
+
+def rms_where(audio: np.ndarray, mask: np.ndarray) -> float:
+    """RMS of stereo `audio` [2, samples] over the samples where `mask` is true (0 if none)."""
+    count = int(mask.sum())
+    return math.sqrt(float(np.square(audio).sum(axis=0) @ mask.astype(np.float32)) / (2 * count)) if count else 0.0
+
+
+def silent_spans(plan: SongPlan, stem: str, seconds: float) -> list[list[float]]:
+    """[start, end] seconds of the song's stretches where `stem` does not play."""
+    bar_seconds, spans = Grid(plan.tempo).bar_seconds, []
+    for section in plan.sections:
+        start, end = section.start_bar * bar_seconds, min(section.end_bar * bar_seconds, seconds)
+        if stem in section.stems or start >= seconds:
+            continue
+        if spans and math.isclose(spans[-1][1], round(start, 3)):
+            spans[-1][1] = round(end, 3)
+        else:
+            spans.append([round(start, 3), round(end, 3)])
+    return spans
+
+
+def describe(plan: SongPlan, seconds: float, song_gain_db: float, rms_dbfs: dict[str, float]) -> dict:
+    """The JSON record of one song."""
+    bar_seconds = Grid(plan.tempo).bar_seconds
+    record = asdict(plan)
+    record["key"] = f"{NOTE_NAMES[plan.tonic]} {plan.mode}"
+    record["chord_names"] = [plan.chord_name(bar) for bar in range(0, plan.cycle_bars, plan.bars_per_chord)]
+    record["sections"] = [
+        {
+            "kind": s.kind,
+            "start_sec": round(s.start_bar * bar_seconds, 3),
+            "end_sec": round(min(s.end_bar * bar_seconds, seconds), 3),
+            "stems": list(s.stems),
+        }
+        for s in plan.sections
+        if s.start_bar * bar_seconds < seconds
+    ]
+    record["silent"] = {stem: silent_spans(plan, stem, seconds) for stem in STEMS}
+    record["song_gain_db"] = song_gain_db
+    record["rms_dbfs"] = rms_dbfs
+    return record
+
+
+def split_sizes(songs: int, test_songs: int | None) -> tuple[int, int]:
+    """(train, test) song counts; by default a fifth (at least one) is test, except that a single song is train."""
+    if test_songs is None:
+        test_songs = max(1, round(0.2 * songs)) if songs > 1 else 0
+    if not isinstance(test_songs, numbers.Integral) or isinstance(test_songs, bool) or not 0 <= test_songs <= songs:
+        raise ValueError(f"test_songs must be an integer from 0 to songs ({songs}), got {test_songs!r}")
+    return songs - int(test_songs), int(test_songs)
+
+
+def check_arguments(songs, seconds, seed, sample_rate, level_spread_db=LEVEL_SPREAD_DB) -> None:
+    def is_int(x):
+        return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+    if not is_int(songs) or songs < 1:
+        raise ValueError(f"songs must be an integer >= 1, got {songs!r}")
+    if not isinstance(seconds, numbers.Real) or isinstance(seconds, bool) or not 10 <= seconds < math.inf:
+        raise ValueError(f"seconds must be a finite number >= 10, got {seconds!r}")
+    if not is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not is_int(sample_rate) or sample_rate < MIN_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be an integer >= {MIN_SAMPLE_RATE}, got {sample_rate!r}")
+    if not isinstance(level_spread_db, numbers.Real) or not 0 <= level_spread_db <= 12:
+        raise ValueError(f"level_spread_db must be a number from 0 to 12, got {level_spread_db!r}")
+
+
+def synthesize_corpus(
+    out_dir,
+    songs: int,
+    seconds: float,
+    seed: int,
+    *,
+    sample_rate: int = 44100,
+    test_songs: int | None = None,
+    level_spread_db: float = LEVEL_SPREAD_DB,
+    progress: bool = True,
+) -> pathlib.Path:
+    """Write a MUSDB18HQ-layout corpus of `songs` procedural songs of `seconds` each and return its folder.
+
+    Layout: `out_dir/{train,test}/<Artist - Title>/{bass,drums,other,vocals,mixture}.wav` (stereo PCM_16 at
+    `sample_rate`; the mixture is exactly the sum of the stems) and `out_dir/corpus.json` (the seed and every
+    song's parameters: tempo, key, progression, sounds, sections, silent spans, levels). The first songs go to
+    train and the last `test_songs` to test (default: a fifth, at least one, but a single song goes to train). Each
+    stem's level in a song is drawn within ±`level_spread_db` of its nominal level: the "right" balance varies.
+    Song `i` depends only on `seed` and `i`, and the same arguments give byte-identical files.
+
+    The corpus is built in a temporary sibling folder and renamed into place, so an error leaves nothing behind.
+    Raises `ValueError` for a bad argument (naming it) and `FileExistsError` if `out_dir` exists and is not empty.
+    """
+    check_arguments(songs, seconds, seed, sample_rate, level_spread_db)
+    songs, seconds, seed, sample_rate = int(songs), float(seconds), int(seed), int(sample_rate)
+    num_train, _ = split_sizes(songs, test_songs)
+    out_dir = pathlib.Path(out_dir)
+    num_samples = round(seconds * sample_rate)
+    with atomic_folder(out_dir) as staging:
+        records = []
+        for split in ("train", "test"):
+            (staging / split).mkdir()
+        for index, track in enumerate(
+            tqdm(track_names(seed, songs), desc="synth-stems", unit="song", disable=not progress)
+        ):
+            split = "train" if index < num_train else "test"
+            song_seeds = np.random.SeedSequence([seed, index])
+            plan_seed, render_seed = song_seeds.spawn(2)
+            plan = plan_song(np.random.default_rng(plan_seed), track, split, seconds, level_spread_db)
+            pcm, song_gain_db, rms_dbfs = render_song(plan, render_seed, num_samples, sample_rate)
+            folder = staging / split / track
+            folder.mkdir()
+            for stem, audio in pcm.items():
+                sf.write(folder / f"{stem}.wav", audio, sample_rate, subtype="PCM_16")
+            mixture = np.sum([x.astype(np.int32) for x in pcm.values()], axis=0).astype(np.int16)
+            sf.write(folder / "mixture.wav", mixture, sample_rate, subtype="PCM_16")
+            records.append(describe(plan, seconds, song_gain_db, rms_dbfs))
+        corpus = {
+            "generator": "dataset_builder.synth",
+            "seed": seed,
+            "songs": songs,
+            "seconds": seconds,
+            "sample_rate": sample_rate,
+            "stems": list(STEMS),
+            "nominal_rms_dbfs": NOMINAL_RMS_DBFS,
+            "level_spread_db": level_spread_db,
+            "tracks": records,
+        }
+        (staging / "corpus.json").write_text(json.dumps(corpus, indent=2) + "\n")
+    return out_dir

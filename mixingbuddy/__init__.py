@@ -1,0 +1,47 @@
+"""MixingBuddy's tooling: building and loading models, training, evaluation, critique, the demo and the command line.
+
+The model itself is in the repository's Hub files (`configuration_`, `vocabulary_`, `processing_`,
+`modeling_mixingbuddy.py`), importable here as `mixingbuddy.hub.<file>` and by their plain names. The main names
+load on first use, so `import mixingbuddy` stays cheap:
+
+```python
+from mixingbuddy import MixingBuddyForConditionalGeneration, MixingBuddyProcessor, load_model, parse_advice
+```
+"""
+
+import importlib
+import importlib.resources
+from pathlib import Path
+
+from . import hub  # noqa: F401  (makes `import modeling_mixingbuddy` and friends resolve to mixingbuddy.hub)
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "MixingBuddyConfig": "hub.configuration_mixingbuddy",
+    "MixingBuddyForConditionalGeneration": "hub.modeling_mixingbuddy",
+    "MixingBuddyProcessor": "hub.processing_mixingbuddy",
+    "parse_advice": "hub.vocabulary_mixingbuddy",
+    "advice_validity": "hub.vocabulary_mixingbuddy",
+    "load_components": "models.components",
+    "build_tiny_model_and_processor": "models.tiny",
+    "save_tiny_checkpoint": "models.tiny",
+    "load_model": "models.checkpoints",
+    "save_model_folder": "models.checkpoints",
+}
+
+__all__ = ["config_file", *_EXPORTS]
+
+
+def config_file(name: str) -> Path:
+    """A YAML config of the project (`configs/NAME` in a checkout, installed with the package as `mixingbuddy.configs`)."""
+    path = Path(str(importlib.resources.files("mixingbuddy.configs").joinpath(name)))
+    if not path.is_file():
+        raise FileNotFoundError(f"No config {name!r} among the project's configs ({path.parent}).")
+    return path
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

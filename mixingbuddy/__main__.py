@@ -1,0 +1,7 @@
+"""`python -m mixingbuddy`: the `mixingbuddy` command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

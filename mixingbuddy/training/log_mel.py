@@ -1,0 +1,24 @@
+"""The log-mel front-end's fixed standardisation, fitted to rendered training mixes before training starts."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .collator import FlawedMixCollator
+
+
+@torch.no_grad()
+def fit_log_mel_statistics(model, collator: FlawedMixCollator, dataset, num_clips: int = 256, batch_size: int = 32):
+    """Set the log-mel front-end's per-bin mean and standard deviation from `num_clips` rendered training mixes
+    (evenly spaced rows, no augmentation). Fixed statistics, not per-clip normalisation, keep level differences."""
+    tower = model.model.audio_tower
+    indices = np.linspace(0, len(dataset) - 1, num=min(num_clips, len(dataset))).round().astype(int)
+    frames = []
+    for start in range(0, len(indices), batch_size):
+        rows = [dataset[int(i)] for i in indices[start : start + batch_size]]
+        values = collator(rows, labels=False)["input_values"]
+        frames.append(tower.log_mel(values.to(tower.window.device)).flatten(0, 1))
+    frames = torch.cat(frames)  # [clips × frames, num_mel_bins]
+    tower.feature_mean.copy_(frames.mean(0))
+    tower.feature_std.copy_(frames.std(0).clamp(min=1e-3))
