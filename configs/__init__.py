@@ -1,1 +1,1 @@
-"""The YAML configs of training and accelerate, installed with the package as `mixingbuddy.configs` (see `mixingbuddy.config_file`)."""
+"""The YAML configs of training and accelerate, installed as `mixingbuddy.configs` (see `mixingbuddy.config_file`)."""

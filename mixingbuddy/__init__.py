@@ -34,7 +34,7 @@ __all__ = ["config_file", *_EXPORTS]
 
 
 def config_file(name: str) -> Path:
-    """A YAML config of the project (`configs/NAME` in a checkout, installed with the package as `mixingbuddy.configs`)."""
+    """A YAML config of the project: `configs/NAME` in a checkout, installed with the package as `mixingbuddy.configs`."""
     path = Path(str(importlib.resources.files("mixingbuddy.configs").joinpath(name)))
     if not path.is_file():
         raise FileNotFoundError(f"No config {name!r} among the project's configs ({path.parent}).")

@@ -25,7 +25,7 @@ def demo(args: argparse.Namespace) -> int:
 
     try:
         run_demo(Path(args.out), seed=args.seed, songs=args.songs, seconds=args.seconds, max_steps=args.max_steps,
-                 eval_limit=args.eval_limit)
+                 eval_limit=args.eval_limit, check_collapse=not args.no_collapse_check)
     except ModelCollapsedError as err:
         print(f"mixingbuddy demo: {err}", file=sys.stderr)
         return 1
@@ -71,6 +71,8 @@ def add_model_commands(commands) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="length of each song (default: 60)")
     p.add_argument("--max-steps", type=int, default=None, help="training steps (default: configs/tiny.yaml's)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate the first N test rows only")
+    p.add_argument("--no-collapse-check", action="store_true",
+                   help="do not fail when the model's answers do not vary (for smoke runs of a few steps)")
     p.set_defaults(func=demo)
 
     p = commands.add_parser("evaluate", help="generate advice for a data-set split and score it (the paper's Tables I-IV)")

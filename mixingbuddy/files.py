@@ -40,7 +40,9 @@ def check_writable_folder(path: str | os.PathLike, overwrite: bool = False, hint
 
 
 @contextmanager
-def atomic_folder(path: str | os.PathLike, overwrite: bool = False, merge: bool = False, hint: str = "") -> Iterator[Path]:
+def atomic_folder(
+    path: str | os.PathLike, overwrite: bool = False, merge: bool = False, hint: str = ""
+) -> Iterator[Path]:
     """Yield an empty temporary folder beside `path` to fill; when the block ends without error its content takes the
     place of `path`, and on error it is deleted.
 

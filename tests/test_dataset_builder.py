@@ -12,6 +12,8 @@ from dataset_builder import MixingBuddyGain, StemCache, augment_mix, build_datas
 from dataset_builder.corpus import CorpusError, Track, assign_splits
 from dataset_builder.examples import expanded_rows
 from dataset_builder.gating import GatingThresholds, gate_chunks
+from helpers import ROW_FORMS, rows_without_other
+
 from mixingbuddy.cli import main
 from vocabulary_mixingbuddy import CATEGORIES, INSTRUCTION_TEMPLATES, STEMS, TARGET_STEMS
 
@@ -122,6 +124,21 @@ def test_render_identity(workspace, expanded):
         assert rendered.shape == (10 * RATE,) and rendered.dtype == np.float32
         np.testing.assert_allclose(original, stems.sum(axis=0), atol=1e-6)
         np.testing.assert_allclose(rendered - original, (10 ** (row["gain_db"] / 20) - 1) * target, atol=1e-6)
+
+
+@pytest.mark.parametrize("form", ROW_FORMS)
+def test_rows_render_the_same_in_every_form(workspace, expanded, form):
+    rows = rows_without_other(expanded["test"].select(range(0, 120, 29)))
+    cache = StemCache(workspace["corpus"], cache_dir=workspace["cache"])
+    tolerance = 1e-6 if form == "torch" else 0.0  # the torch format rounds gain_db to float32
+    for i in range(len(rows)):
+        expected = cache.render(rows[i])
+        row = ROW_FORMS[form](rows, i)
+        np.testing.assert_allclose(cache.render(row), expected, rtol=tolerance, atol=tolerance)
+        rendered = render_flawed_mix(row, workspace["corpus"], cache_dir=workspace["cache"])
+        np.testing.assert_allclose(rendered, expected, rtol=tolerance, atol=tolerance)
+    without_other = cache.render(rows[1])
+    assert not np.array_equal(without_other, cache.render({**rows[1], "stems_present": list(STEMS)}))
 
 
 def test_cache_matches_a_fresh_decode(workspace):

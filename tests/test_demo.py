@@ -1,12 +1,20 @@
-"""The demo's own pieces: the collapse check and the flawed song for the critique."""
+"""The demo: the collapse check, the flawed song for the critique, and a smoke run of an installed copy."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from mixingbuddy.demo import ModelCollapsedError, check_not_collapsed, flawed_song
+from vocabulary_mixingbuddy import STEMS
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write_predictions(path, answers):
@@ -27,9 +35,39 @@ def test_collapse_check_fails_loudly_when_answers_do_not_vary(tmp_path):
 def test_flawed_song_raises_one_stem(tmp_path):
     rate, n = 24000, 24000
     rng = np.random.default_rng(0)
-    stems = {name: 0.05 * rng.standard_normal((n, 2)).astype(np.float32) for name in ("bass", "drums", "other", "vocals")}
+    stems = {name: 0.05 * rng.standard_normal((n, 2)).astype(np.float32) for name in STEMS}
     for name, audio in stems.items():
         sf.write(tmp_path / f"{name}.wav", audio, rate, subtype="FLOAT")
     song, _ = sf.read(flawed_song(tmp_path, tmp_path / "song.wav", "drums", 6.0), dtype="float32")
     expected = sum(stems.values()) + (10 ** (6 / 20) - 1) * stems["drums"]
     np.testing.assert_allclose(song, expected, atol=1e-4)
+
+
+def test_an_installed_copy_runs_the_demo_from_another_folder(tmp_path):
+    """`pip install .` (not editable) and `mixingbuddy demo` elsewhere: the package finds its tiny config as package
+    data and runs every stage (a smoke run: two training steps, eight evaluation rows)."""
+    source, site, elsewhere = tmp_path / "source", tmp_path / "site", tmp_path / "elsewhere"
+    listing = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
+    for name in subprocess.run(listing, cwd=REPO, capture_output=True, text=True, check=True).stdout.splitlines():
+        if (REPO / name).is_file():  # a copy of the working tree, so that the build leaves nothing in the checkout
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target",
+               str(site), str(source)]
+    subprocess.run(install, check=True, capture_output=True)
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}  # the installed copy comes before the editable checkout
+    where = subprocess.run(
+        [sys.executable, "-c", "import mixingbuddy, processing_mixingbuddy; "
+         "print(mixingbuddy.__file__, mixingbuddy.config_file('tiny.yaml'), processing_mixingbuddy.__file__)"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, check=True,
+    )
+    assert all(path.startswith(str(site)) for path in where.stdout.split()), where.stdout
+    command = [str(site / "bin" / "mixingbuddy"), "demo", "--out", "out", "--songs", "6", "--seconds", "20",
+               "--max-steps", "2", "--eval-limit", "8", "--no-collapse-check"]
+    done = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = elsewhere / "out"
+    assert (out / "model" / "model.safetensors").exists() and (out / "model" / "vocabulary_mixingbuddy.py").exists()
+    assert json.loads((out / "metrics.json").read_text())["overall"]["n"] == 8
+    assert json.loads((out / "critique.json").read_text())["windows"]

@@ -1,5 +1,5 @@
-"""The scorer (mixingbuddy.evaluation) and the `evaluate` metric: exact counts on hand-made answers, a perfect score for the ground
-truth, the report folder and the confusion plots."""
+"""The scorer (mixingbuddy.evaluation) and the `evaluate` metric: exact counts on hand-made answers, a perfect score
+for the ground truth, the report folder and the confusion plots."""
 
 import json
 from pathlib import Path

@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 from trl import SFTConfig
 
+from helpers import ROW_FORMS, rows_without_other
+
 from mixingbuddy.models.tiny import build_tiny_model_and_processor
 from mixingbuddy.training.callbacks import ProjectorDropoutSchedule
 from mixingbuddy.training.collator import FlawedMixCollator
@@ -48,6 +50,18 @@ def tiny_trainer(tmp_path, synthetic_data, rows, aux_loss="label", **overrides):
 @pytest.fixture(scope="module")
 def rows(synthetic_data):
     return load_dataset(str(synthetic_data[1]), split="train")
+
+
+@pytest.mark.parametrize("form", ROW_FORMS)
+def test_the_collator_takes_rows_in_every_form(tmp_path, synthetic_data, rows, form):
+    few = rows_without_other(rows.select(range(0, 60, 13)))
+    collator = tiny_trainer(tmp_path, synthetic_data, few).data_collator
+    expected = collator([few[i] for i in range(len(few))])
+    batch = collator([ROW_FORMS[form](few, i) for i in range(len(few))])
+    assert batch.keys() == expected.keys() == {"input_ids", "attention_mask", "labels", "input_values", "advice_labels"}
+    tolerance = 1e-5 if form == "torch" else 0.0  # the torch format rounds gain_db to float32
+    for key in expected:
+        torch.testing.assert_close(batch[key], expected[key], rtol=tolerance, atol=tolerance)
 
 
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tmp_path, synthetic_data, rows):

@@ -57,13 +57,28 @@ def apply_lora(model: MixingBuddyForConditionalGeneration, model_args: ModelConf
     peft_config = get_peft_config(model_args or paper_model_args())
     suffixes = peft_config.target_modules
     if not suffixes:
-        raise ValueError("Name the language model's modules that get LoRA in lora_target_modules (see configs/paper.yaml).")
+        raise ValueError("Name the language model's modules for LoRA in lora_target_modules (see configs/paper.yaml).")
     suffixes = [suffixes] if isinstance(suffixes, str) else sorted(suffixes)
     peft_config.target_modules = rf".*language_model.*\.({'|'.join(suffixes)})"
     peft_config.modules_to_save = [
-        name for name in TRAINED_MODULES if getattr(model, name, None) is not None or getattr(model.model, name, None) is not None
+        name for name in TRAINED_MODULES if getattr(model, name, getattr(model.model, name, None)) is not None
     ]
     return get_peft_model(model, peft_config)
+
+
+def load_mert(audio_encoder: str, dtype: torch.dtype):
+    """MERT (a Hub id or folder) as transformers' `HubertModel`, loaded strictly: MERT's config.json holds HuBERT's
+    fields under another model_type and its weights have HuBERT's names, so its own remote code is not needed."""
+    from transformers import HubertConfig, HubertModel
+
+    config = HubertConfig.from_dict(HubertConfig.get_config_dict(audio_encoder)[0])
+    audio_tower, loading = HubertModel.from_pretrained(audio_encoder, config=config, dtype=dtype, output_loading_info=True)
+    if loading["missing_keys"] or loading["unexpected_keys"]:
+        raise ValueError(
+            f"{audio_encoder} does not hold HuBERT-layout weights: missing {sorted(loading['missing_keys'])[:5]}, "
+            f"unexpected {sorted(loading['unexpected_keys'])[:5]}."
+        )
+    return audio_tower
 
 
 def load_components(
@@ -75,13 +90,13 @@ def load_components(
 ) -> tuple:
     """(model, processor) built from a MERT checkpoint and a Qwen2 checkpoint (Hub ids or local folders).
 
-    MERT's weights load strictly into transformers' `HubertModel` (its own remote code is not used); its feature
-    extractor and the language model's tokenizer, with the audio token added once, make the processor. `model_args`
-    (TRL's `ModelConfig`; default `paper_model_args()`) chooses quantization and LoRA: 4-bit needs a CUDA device, and
-    without one the language model loads in full precision, with a warning; with `use_peft` the model is a `peft` model
-    (`apply_lora`). `config_kwargs` go to [`MixingBuddyConfig`] (e.g. `audio_pooling`).
+    The language model's tokenizer, with the audio token added once, gives the config its audio token id and, with
+    MERT's feature extractor, makes the processor. `model_args` (TRL's `ModelConfig`; default `paper_model_args()`)
+    chooses quantization and LoRA: bitsandbytes needs a CUDA device, and without one the language model loads in full
+    precision, with a warning; with `use_peft` the model is a `peft` model (`apply_lora`). `config_kwargs` go to
+    [`MixingBuddyConfig`] (e.g. `audio_pooling`).
     """
-    from transformers import AutoTokenizer, HubertConfig, HubertModel, Qwen2ForCausalLM, Wav2Vec2FeatureExtractor
+    from transformers import AutoTokenizer, Qwen2ForCausalLM, Wav2Vec2FeatureExtractor
     from trl import get_quantization_config
 
     model_args = model_args or paper_model_args()
@@ -104,16 +119,7 @@ def load_components(
     text_model = Qwen2ForCausalLM.from_pretrained(language_model, **lm_kwargs)
     if len(tokenizer) > text_model.config.vocab_size:
         text_model.resize_token_embeddings(len(tokenizer))
-    # MERT's config.json holds HuBERT's fields under another model_type; its weights have HuBERT's names.
-    audio_config = HubertConfig.from_dict(HubertConfig.get_config_dict(audio_encoder)[0])
-    audio_tower, loading = HubertModel.from_pretrained(
-        audio_encoder, config=audio_config, dtype=lm_kwargs["dtype"], output_loading_info=True
-    )
-    if loading["missing_keys"] or loading["unexpected_keys"]:
-        raise ValueError(
-            f"{audio_encoder} does not hold HuBERT-layout weights: missing {sorted(loading['missing_keys'])[:5]}, "
-            f"unexpected {sorted(loading['unexpected_keys'])[:5]}."
-        )
+    audio_tower = load_mert(audio_encoder, lm_kwargs["dtype"])
 
     config = MixingBuddyConfig(
         audio_config=audio_tower.config.to_dict(),
@@ -139,6 +145,5 @@ def load_components(
         prepare_model_for_kbit_training(text_model, use_gradient_checkpointing=gradient_checkpointing)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    feature_extractor = Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder)
-    processor = processor_for(config, feature_extractor, tokenizer)
+    processor = processor_for(config, Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder), tokenizer)
     return (apply_lora(model, model_args) if model_args.use_peft else model), processor
