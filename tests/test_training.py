@@ -168,3 +168,23 @@ def test_two_data_parallel_processes_match_one_process_with_the_same_global_batc
         torch.testing.assert_close(two[name], tensor, atol=1e-4, rtol=1e-4, msg=name)  # Adam: 2 steps of 2e-3
         changed += name in start.state_dict() and not torch.equal(tensor, start.state_dict()[name])
     assert changed > 10
+
+
+def test_the_paper_config_parses_into_the_paper_recipe():
+    from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
+
+    from mixingbuddy.models.components import paper_model_args
+    from mixingbuddy.training.run import MixingBuddyArguments
+
+    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, MixingBuddyArguments))
+    argv = ["--config", str(REPO / "configs" / "paper.yaml"), "--use_cpu", "true"]  # bf16 is refused without a GPU
+    script, training, model_args, mb = parser.parse_args_and_config(argv)
+    quantization = (model_args.load_in_4bit, model_args.bnb_4bit_quant_type, model_args.use_bnb_nested_quant)
+    assert quantization == (True, "nf4", True) and model_args.dtype == "bfloat16"
+    assert (model_args.use_peft, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout) == (True, 16, 32, 0.1)
+    projections = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert set(model_args.lora_target_modules) == projections
+    assert model_args.model_name_or_path == "Qwen/Qwen2-7B-Instruct" and mb.audio_encoder == "m-a-p/MERT-v1-330M"
+    batch = (training.learning_rate, training.per_device_train_batch_size, training.gradient_accumulation_steps)
+    assert batch == (1e-4, 2, 8) and script.dataset_name == "data/mixingbuddy-gain"
+    assert paper_model_args() == model_args
