@@ -185,10 +185,12 @@ def describe_stems(stems) -> str:
 
 
 def validate_stems(stems, anchor: str) -> list[str]:
-    """Check stem names and the anchor; return the stems in canonical order."""
+    """Check stem names and the anchor (a target stem among them); return the stems in canonical order."""
     unknown = [s for s in stems if s not in STEMS]
     if unknown:
         raise ValueError(f"Unknown stem name(s) {unknown}; expected stems from {list(STEMS)}.")
+    if anchor not in TARGET_STEMS:
+        raise ValueError(f"The anchor must be one of {list(TARGET_STEMS)}, got {anchor!r}.")
     if anchor not in stems:
         raise ValueError(f"Anchor stem {anchor!r} is not among the stems present {list(stems)}.")
     return [s for s in STEMS if s in stems]

@@ -15,7 +15,8 @@ from mixingbuddy.hub.vocabulary_mixingbuddy import CATEGORIES, TARGET_STEMS
 from mixingbuddy.markdown import markdown_table
 
 from .builder import MixingBuddyGain
-from .corpus import MUSDB_VALIDATION_TRACKS
+from .corpus import MUSDB_VALIDATION_TRACKS, find_tracks
+from .provenance import write_provenance
 
 
 def build_dataset(
@@ -32,13 +33,16 @@ def build_dataset(
 ) -> dict:
     """Build the data set from a MUSDB18HQ-layout folder into `out_dir` and return its statistics.
 
-    `out_dir` gets `data/{train,validation,test}-00000-of-00001.parquet` and a `README.md` card whose YAML lists
-    the files, so `load_dataset(out_dir)` returns the same `DatasetDict`. Everything is written to a temporary
-    folder beside `out_dir` and renamed into place, so a failure leaves nothing behind. `cache_dir` is the root
-    of the stem cache; `config_kwargs` are other `MixingBuddyGainConfig` fields (gating thresholds, ...).
+    `out_dir` gets `data/{train,validation,test}-00000-of-00001.parquet`, a `README.md` card and a marker recording the
+    stems folder and a fingerprint of every stem file used (`provenance`), so `load_dataset(out_dir)` returns the
+    `DatasetDict` and training and evaluation can check the audio. Everything is written to a temporary folder beside
+    `out_dir` and renamed into place, so a failure leaves nothing behind; `overwrite` replaces only a data set that
+    build-dataset wrote, never the stems folder or the current folder. `cache_dir` is the root of the stem cache;
+    `config_kwargs` are other `MixingBuddyGainConfig` fields (gating thresholds, ...). With `push_to_hub`, the folder
+    is then uploaded to that Hub dataset repository.
     """
     out = Path(out_dir).expanduser().resolve()
-    with atomic_folder(out, overwrite=overwrite, hint=" (use --overwrite to replace it)") as staging:
+    with atomic_folder(out, overwrite=overwrite, kind="dataset", protected=[stems_dir]) as staging:
         builder = MixingBuddyGain(
             config_name=config,
             data_dir=str(stems_dir),
@@ -53,6 +57,8 @@ def build_dataset(
             splits[split].to_parquet(staging / "data" / f"{split}-00000-of-00001.parquet")
         stats = dataset_stats(builder, splits)
         dataset_card(stats).save(staging / "README.md")
+        used = {track for split in splits.values() for track in split.unique("track")}
+        write_provenance(staging, Path(stems_dir), find_tracks(stems_dir), used, config=config, seed=seed)
         del splits  # release the memory-mapped Arrow files before deleting them
         shutil.rmtree(staging / "arrow")
     if push_to_hub:
@@ -130,13 +136,17 @@ def dataset_card(stats: dict) -> DatasetCard:
         "## Gating (10 s chunks; a gated-out chunk counts under every criterion it fails)",
         "",
         markdown_table(
-            ["split", "chunks", "kept", "gated out", "quiet mixture", "quiet stem", "too few active frames"],
+            ["split", "chunks", "kept", "gated out", "quiet mixture", "quiet stem", "too few active frames",
+             "tracks shorter than a chunk"],
             [
                 [
                     split,
                     *(
                         s["gating"][k]
-                        for k in ("chunks", "kept", "gated_out", "quiet_mixture", "quiet_stem", "too_few_active_frames")
+                        for k in (
+                            "chunks", "kept", "gated_out", "quiet_mixture", "quiet_stem", "too_few_active_frames",
+                            "short_tracks",
+                        )
                     ),
                 ]
                 for split, s in splits.items()
@@ -148,10 +158,15 @@ def dataset_card(stats: dict) -> DatasetCard:
 
 
 def push_folder_to_hub(folder: Path, repo_id: str) -> None:
-    """Upload a built data-set folder to a Hub dataset repository (created if needed)."""
+    """Upload a built data-set folder to a Hub dataset repository (created if needed). A failure (no network, no
+    token, no rights) raises `OSError` in one line that says the local folder is complete."""
     from huggingface_hub import HfApi
 
     api = HfApi()
-    api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
-    api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset")
+    try:
+        api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset")
+    except Exception as err:  # huggingface_hub raises many kinds; the user needs the first line of any
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OSError(f"Wrote {folder}, but could not push it to the Hub dataset {repo_id}: {reason}") from None
 

@@ -105,6 +105,8 @@ class MixingBuddyGain(datasets.GeneratorBasedBuilder):
             hash = corpus_fingerprint(tracks)
         kwargs.setdefault("dataset_name", "mixingbuddy_gain")
         super().__init__(*args, data_dir=data_dir, hash=hash, **kwargs)
+        if not 0 <= self.config.validation_fraction < 1:  # checked here: datasets sets overrides without __post_init__
+            raise ValueError(f"validation_fraction must lie in [0, 1), got {self.config.validation_fraction}.")
         self.gating_stats: dict[str, GatingStats] = {}
 
     def _info(self) -> datasets.DatasetInfo:
@@ -132,6 +134,12 @@ class MixingBuddyGain(datasets.GeneratorBasedBuilder):
                 logger.warning(
                     f"The {split} split is left out: none of its {len(names)} tracks has a chunk that passes the gating"
                 )
+        if not generators:
+            counts = "; ".join(
+                f"{split}: " + ", ".join(f"{k} {v}" for k, v in stats.to_dict().items() if v)
+                for split, stats in self.gating_stats.items()
+            )
+            raise ValueError(f"No chunk of {self.config.data_dir} passes the gating ({counts}): there is nothing to build.")
         return generators
 
     def _cache_and_gate(self, cache: StemCache, names: list[str], num_proc: int | None) -> dict:

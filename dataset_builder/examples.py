@@ -33,7 +33,7 @@ def make_row(
     response_template = int(rng.integers(len(RESPONSE_TEMPLATES[category])))
     flaw = CATEGORIES[category]
     return {
-        "uid": f"{track}|{chunk_index:04d}|{target}|{anchor}|{category}",
+        "uid": f"{_uid_part(track)}|{chunk_index:04d}|{target}|{anchor}|{category}",
         "track": track,
         "chunk_index": chunk_index,
         "start_sec": chunk_index * chunk_seconds,
@@ -50,6 +50,11 @@ def make_row(
         "instruction_template": instruction_template,
         "response_template": response_template,
     }
+
+
+def _uid_part(text: str) -> str:
+    """`text` with "%" and the uid's separator "|" percent-encoded, so that a uid reads back unambiguously."""
+    return text.replace("%", "%25").replace("|", "%7C")
 
 
 def expanded_rows(seed: int, track: str, chunk_index: int, chunk_seconds: float) -> Iterator[dict]:

@@ -22,13 +22,14 @@ class GatingThresholds:
 
 @dataclass
 class GatingStats:
-    """Chunk counts; a gated-out chunk counts under every criterion it fails."""
+    """Chunk counts (a gated-out chunk counts under every criterion it fails) and tracks shorter than one chunk."""
 
     chunks: int = 0
     kept: int = 0
     quiet_mixture: int = 0
     quiet_stem: int = 0
     too_few_active_frames: int = 0
+    short_tracks: int = 0
 
     @property
     def gated_out(self) -> int:
@@ -46,11 +47,14 @@ def gate_chunks(
 ) -> tuple[list[int], GatingStats]:
     """Indices of the non-overlapping chunks of `stems` [n_stems, samples] that pass, and the counts.
 
-    The mixture is the sum of the stems; a final partial chunk is dropped.
+    The mixture is the sum of the stems; a final partial chunk is dropped, and a track shorter than one chunk is
+    skipped (counted in `short_tracks`).
     """
     chunk_len = round(chunk_seconds * sampling_rate)
     frame_len = round(thresholds.frame_seconds * sampling_rate)
     n_stems, n_chunks = stems.shape[0], stems.shape[1] // chunk_len
+    if n_chunks == 0:
+        return [], GatingStats(short_tracks=1)
     chunks = np.asarray(stems[:, : n_chunks * chunk_len]).reshape(n_stems, n_chunks, chunk_len)
     mixture = chunks.sum(axis=0)  # [n_chunks, chunk_len]
     frames = mixture[:, : (chunk_len // frame_len) * frame_len].reshape(n_chunks, -1, frame_len)

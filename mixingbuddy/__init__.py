@@ -11,11 +11,15 @@ from mixingbuddy import MixingBuddyForConditionalGeneration, MixingBuddyProcesso
 
 import importlib
 import importlib.resources
+import logging
 from pathlib import Path
 
 from . import hub  # noqa: F401  (makes `import modeling_mixingbuddy` and friends resolve to mixingbuddy.hub)
 
 __version__ = "0.1.0"
+
+# bitsandbytes warns when it is imported on a CPU that an optional kernel package is missing: nothing a user can act on
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 _EXPORTS = {
     "MixingBuddyConfig": "hub.configuration_mixingbuddy",
@@ -30,18 +34,22 @@ _EXPORTS = {
     "save_model_folder": "models.checkpoints",
 }
 
-__all__ = ["config_file", *_EXPORTS]
+__all__ = ["config_file", "metric_path", *_EXPORTS]
 
 
 def config_file(name: str) -> Path:
     """A YAML config of the project: `configs/NAME` in a checkout, installed with the package as `mixingbuddy.configs`."""
-    path = Path(str(importlib.resources.files("mixingbuddy.configs").joinpath(name)))
-    if not path.is_file():
-        raise FileNotFoundError(f"No config {name!r} among the project's configs ({path.parent}).")
+    return _installed("configs", name, Path.is_file)
+
+
+def metric_path(name: str = "mixingbuddy_gain") -> str:
+    """The folder of one of the project's 🤗 Evaluate modules (`metrics/NAME`, installed as `mixingbuddy.metrics`), for
+    `evaluate.load(mixingbuddy.metric_path())` from any folder."""
+    return str(_installed("metrics", name, Path.is_dir))
+
+
+def _installed(folder: str, name: str, exists) -> Path:
+    path = Path(str(importlib.resources.files(f"mixingbuddy.{folder}").joinpath(name)))
+    if not exists(path):
+        raise FileNotFoundError(f"No {name!r} among the project's {folder} ({path.parent}).")
     return path
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

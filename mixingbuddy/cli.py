@@ -25,7 +25,7 @@ def demo(args: argparse.Namespace) -> int:
 
     try:
         run_demo(Path(args.out), seed=args.seed, songs=args.songs, seconds=args.seconds, max_steps=args.max_steps,
-                 eval_limit=args.eval_limit, check_collapse=not args.no_collapse_check)
+                 eval_limit=args.eval_limit, check_collapse=not args.no_collapse_check, overwrite=args.overwrite)
     except ModelCollapsedError as err:
         print(f"mixingbuddy demo: {err}", file=sys.stderr)
         return 1
@@ -33,11 +33,21 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.generation import evaluate_split
+    from dataset_builder.provenance import check_audio
 
+    from .evaluation.generation import check_evaluation_arguments, evaluate_split, prepare_output
+    from .models.checkpoints import resolve_model
+
+    decodings = tuple(dict.fromkeys(args.decoding))
+    check_evaluation_arguments(decodings, args.batch_size, args.limit)
+    model = resolve_model(args.model)
+    stems = check_audio(args.dataset, args.stems)
+    run = {"model": args.model, "dataset": args.dataset, "split": args.split, "decodings": list(decodings),
+           "batch_size": args.batch_size, "limit": args.limit}
+    out = prepare_output(args.out, run, overwrite=args.overwrite, resume=args.resume, protected=[stems])
     results = evaluate_split(
-        args.model, args.dataset, args.out, args.stems, split=args.split, batch_size=args.batch_size,
-        limit=args.limit, decodings=tuple(dict.fromkeys(args.decoding)), cache_dir=args.cache_dir,
+        model, args.dataset, out, stems, split=args.split, batch_size=args.batch_size, limit=args.limit,
+        decodings=decodings, cache_dir=args.cache_dir, resume=args.resume,
     )
     for decoding, metrics in results.items():
         o = metrics["overall"]
@@ -53,7 +63,8 @@ def evaluate(args: argparse.Namespace) -> int:
 def critique(args: argparse.Namespace) -> int:
     from .critique import critique_file, format_critique
 
-    report = critique_file(args.audio, anchor=args.anchor, model=args.model, stems=args.stems, batch_size=args.batch_size)
+    report = critique_file(args.audio, anchor=args.anchor, model=args.model or DEFAULT_MODEL, stems=args.stems,
+                           batch_size=args.batch_size, model_is_default=args.model is None)
     print(json.dumps(report, indent=2) if args.json else format_critique(report))
     return 0
 
@@ -73,27 +84,33 @@ def add_model_commands(commands) -> None:
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate the first N test rows only")
     p.add_argument("--no-collapse-check", action="store_true",
                    help="do not fail when the model's answers do not vary (for smoke runs of a few steps)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo folder made with other settings")
     p.set_defaults(func=demo)
 
     p = commands.add_parser("evaluate", help="generate advice for a data-set split and score it (the paper's Tables I-IV)")
     p.add_argument("--model", required=True, help="model folder or Hub id")
     p.add_argument("--dataset", required=True, help="data-set folder written by build-dataset, or a Hub id")
-    p.add_argument("--stems", required=True, help="the MUSDB18HQ-layout folder the data set was built from")
+    p.add_argument("--stems", default=None,
+                   help="the MUSDB18HQ-layout folder the data set was built from (default: the one it records)")
     p.add_argument("--split", default="test")
-    p.add_argument("--out", required=True, help="folder for predictions.jsonl, metrics.json, metrics.md and plots")
+    p.add_argument("--out", required=True, help="new folder for predictions.jsonl, metrics.json, metrics.md and plots")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N rows only")
     p.add_argument("--decoding", nargs="+", choices=DECODINGS, default=["greedy"],
                    help="greedy (default); constrained: only valid advice can be generated; ranked: the valid advice "
                         "with the most probability summed over its wordings. The first goes to OUT, others to OUT/NAME")
-    p.add_argument("--cache-dir", default=None, help="stem cache root (default: $MIXINGBUDDY_CACHE_DIR or ~/.cache/mixingbuddy/stems)")
+    p.add_argument("--cache-dir", default=None,
+                   help="stem cache root (default: $MIXINGBUDDY_CACHE_DIR or ~/.cache/mixingbuddy/stems)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted evaluation with the same arguments")
     p.set_defaults(func=evaluate)
 
     p = commands.add_parser("critique", help="gain-balance advice for every 10 s of an audio file")
     p.add_argument("audio", help="an audio file soundfile can read (WAV, FLAC, OGG, ...)")
     p.add_argument("--anchor", required=True, help="the stem whose level is right: bass, drums or vocals")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
-    p.add_argument("--stems", nargs="+", default=None, help="stems present in the mix (default: all four)")
+    p.add_argument("--model", default=None, help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
+    p.add_argument("--stems", type=lambda text: text.split(","), default=None, metavar="STEM,STEM,...",
+                   help="the stems present in the mix, comma-separated (default: bass,drums,other,vocals)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=critique)

@@ -35,11 +35,13 @@ def windows(audio: np.ndarray, rate: int, seconds: float) -> list[tuple[float, n
     return [(s / rate, audio[s : s + size]) for s in starts if audio.shape[0] - s >= rate]
 
 
-def critique_file(audio_path, anchor: str, model: str, stems=None, batch_size: int = 8) -> dict:
+def critique_file(
+    audio_path, anchor: str, model: str, stems=None, batch_size: int = 8, model_is_default: bool = False
+) -> dict:
     """Advice for each 10 s window of `audio_path`, plus the most frequent advice over the song."""
     stems = validate_stems(stems or STEMS, anchor)
     audio, rate = read_audio(audio_path)
-    mb_model, processor = load_model(model)
+    mb_model, processor = load_model(model, is_default=model_is_default)
     prompt = processor.apply_chat_template(processor.build_conversation(anchor, stems), add_generation_prompt=True)
     clips = windows(audio, rate, processor.clip_seconds)
     if not clips:

@@ -5,6 +5,7 @@ flaw put in."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 from dataset_builder.levels import db_to_gain
 
 from . import config_file
+from .files import check_location, read_marker, write_marker
 from .hub.vocabulary_mixingbuddy import STEMS
 DEMO_FLAW = {"stem": "drums", "gain_db": 9.0, "anchor": "vocals"}  # the critique's song: drums 9 dB too loud
 DEMO_LEVEL_SPREAD_DB = 1.5  # songs' own stem levels stray ±1.5 dB from nominal (synth-stems' default is ±3)
@@ -58,13 +60,30 @@ def train_tiny_model(dataset_dir: Path, stems_dir: Path, cache_dir: Path, model_
     run(argv)
 
 
+def prepare_demo_folder(out: Path, settings: dict, overwrite: bool = False) -> Path:
+    """`out`, ready for a demo with `settings`: new, or an earlier demo's folder with the same settings (its corpus and
+    data set are reused), or — with `overwrite` — an earlier demo's folder with other settings, emptied."""
+    out = check_location(out)
+    marker = read_marker(out) or {}
+    if out.exists() and any(out.iterdir()) and marker.get("settings") != settings:
+        if marker.get("kind") != "demo":
+            raise FileExistsError(f"{out} is neither empty nor a demo's folder; choose another --out.")
+        if not overwrite:
+            earlier = ", ".join(f"{key} {value}" for key, value in marker["settings"].items())
+            raise FileExistsError(f"{out} holds a demo made with {earlier}; use --overwrite or another --out.")
+        shutil.rmtree(out)
+    write_marker(out, "demo", settings=settings)
+    return out
+
+
 def run_demo(
     out: Path, seed: int = 0, songs: int = 120, seconds: float = 60.0, max_steps: int | None = None,
-    eval_limit: int | None = None, check_collapse: bool = True,
+    eval_limit: int | None = None, check_collapse: bool = True, overwrite: bool = False,
 ) -> dict:
     """Run every stage, writing to `out`; returns the metrics of ranked decoding (`out/metrics.json`; greedy and
-    constrained decoding in `out/greedy/` and `out/constrained/`). Stages whose output exists are reused (the corpus,
-    the data set), so a second run only retrains and re-evaluates."""
+    constrained decoding in `out/greedy/` and `out/constrained/`). An earlier demo's corpus and data set are reused
+    when they were made with the same seed, songs and seconds (`prepare_demo_folder`), so a second run only retrains
+    and re-evaluates."""
     from dataset_builder import build_dataset
     from dataset_builder.synth import synthesize_corpus
 
@@ -72,7 +91,8 @@ def run_demo(
     from .evaluation.generation import evaluate_split
     from .evaluation.report import metrics_markdown
 
-    out.mkdir(parents=True, exist_ok=True)
+    settings = {"seed": seed, "songs": songs, "seconds": seconds, "level_spread_db": DEMO_LEVEL_SPREAD_DB}
+    out = prepare_demo_folder(out, settings, overwrite)
     stems_dir, dataset_dir, cache_dir, model_dir = out / "corpus", out / "dataset", out / "cache", out / "model"
     stages = tqdm(total=5, desc="demo", unit="stage", position=0)
 

@@ -1,14 +1,25 @@
-"""Writing files and folders atomically: a reader sees the old version or the complete new one, never half of it."""
+"""Files and folders: telling a local path from a Hub id, and writing safely — atomically (a reader sees the old
+version or the whole new one), replacing only what MixingBuddy wrote, clearing what a dead process of ours left."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+MARKER = ".mixingbuddy.json"  # {"kind": "dataset" | "evaluation" | "demo" | "model", ...}: what wrote the folder
+
+
+def is_local_only(reference: str | os.PathLike) -> bool:
+    """Whether a model or data-set reference can only be a local path: it exists, starts with ".", "/" or "~", or has
+    no "/" or more than one. A plain "owner/name" that does not exist locally may be a Hub id."""
+    text = str(reference)
+    return Path(text).expanduser().exists() or text.startswith((".", "/", "~")) or text.count("/") != 1
 
 
 def write_file_atomic(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO], None]) -> Path:
@@ -16,7 +27,8 @@ def write_file_atomic(path: str | os.PathLike, data: str | bytes | Callable[[Bin
     move it into place. Creates the parent folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    remove_dead_temporaries(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
             if callable(data):
@@ -31,30 +43,83 @@ def write_file_atomic(path: str | os.PathLike, data: str | bytes | Callable[[Bin
     return path
 
 
-def check_writable_folder(path: str | os.PathLike, overwrite: bool = False, hint: str = "") -> Path:
-    """`path` as a Path; raises `FileExistsError` when it exists and is not an empty folder, unless `overwrite`."""
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
-        raise FileExistsError(f"Output folder {path} already exists and is not empty{hint}.")
+def read_marker(folder: str | os.PathLike) -> dict | None:
+    """The marker MixingBuddy left in `folder` (its kind and what it was made from), or None."""
+    try:
+        return json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_marker(folder: str | os.PathLike, kind: str, **fields) -> None:
+    from . import __version__
+
+    write_file_atomic(Path(folder) / MARKER, json.dumps({"kind": kind, "version": __version__, **fields}, indent=2))
+
+
+def check_location(path: str | os.PathLike, protected: Iterable[str | os.PathLike] = ()) -> Path:
+    """`path`, resolved, if writing it cannot harm the current folder or a `protected` one (the stems, say): it must
+    not be the current folder or hold it, nor be, hold or lie in a protected folder. Raises `ValueError` otherwise."""
+    path = Path(path).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if path == cwd or path in cwd.parents:
+        raise ValueError(f"Output folder {path} is the current folder or holds it; choose a folder of its own.")
+    for folder in protected:
+        folder = Path(folder).expanduser().resolve()
+        if path == folder or path in folder.parents or folder in path.parents:
+            raise ValueError(f"Output folder {path} overlaps the stems folder {folder}; choose a folder outside it.")
+    return path
+
+
+def check_output_folder(
+    path: str | os.PathLike,
+    overwrite: bool = False,
+    kind: str | None = None,
+    protected: Iterable[str | os.PathLike] = (),
+    hint: str = " (use --overwrite to replace it)",
+) -> Path:
+    """`path`, resolved, once it is safe to write whole: `check_location`, and if it exists and is not empty,
+    `overwrite` must be set and its marker must say MixingBuddy wrote it as `kind` (without `kind`, a non-empty folder
+    is never replaced). Raises `ValueError` or `FileExistsError` naming the folder and the reason."""
+    path = check_location(path, protected)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if not overwrite or kind is None:
+            raise FileExistsError(f"Output folder {path} already exists and is not empty{hint if kind else ''}.")
+        if (read_marker(path) or {}).get("kind") != kind:
+            raise FileExistsError(
+                f"Output folder {path} was not written by MixingBuddy as a {kind} folder (no {MARKER} says so); "
+                "--overwrite replaces only such folders: remove it yourself or choose another."
+            )
     return path
 
 
 @contextmanager
 def atomic_folder(
-    path: str | os.PathLike, overwrite: bool = False, merge: bool = False, hint: str = ""
+    path: str | os.PathLike,
+    overwrite: bool = False,
+    merge: bool = False,
+    kind: str | None = None,
+    protected: Iterable[str | os.PathLike] = (),
+    hint: str = " (use --overwrite to replace it)",
 ) -> Iterator[Path]:
     """Yield an empty temporary folder beside `path` to fill; when the block ends without error its content takes the
     place of `path`, and on error it is deleted.
 
-    `path` must be absent or an empty folder unless `overwrite`: then the new folder replaces the old one whole, or,
-    with `merge`, its entries replace the old folder's entries of the same name and the others stay. `hint` ends the
-    error message (e.g. " (use --overwrite to replace it)").
+    `path` is checked by `check_output_folder`, or with `merge` and `overwrite` by `check_location` only (nothing of it
+    is deleted then). The new folder replaces the old one whole, or, with `merge`, its entries replace the old folder's
+    entries of the same name and the others stay. With `kind`, the new folder gets a marker saying so.
     """
-    path = check_writable_folder(path, overwrite, hint)
+    if merge and overwrite:
+        path = check_location(path, protected)
+    else:
+        path = check_output_folder(path, overwrite, kind, protected, hint)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".incomplete"))
+    remove_dead_temporaries(path)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".incomplete"))
     try:
         yield staging
+        if kind is not None and not (staging / MARKER).exists():  # the block may write a marker with more fields
+            write_marker(staging, kind)
         if merge and path.is_dir():
             for entry in staging.iterdir():
                 _replace(entry, path / entry.name)
@@ -64,12 +129,35 @@ def atomic_folder(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def remove_dead_temporaries(path: Path) -> None:
+    """Delete the temporaries of `path` (`.NAME.PID.*`) that a process which has since died left behind."""
+    prefix = f".{path.name}."
+    for entry in path.parent.glob(f"{prefix}*"):
+        pid = entry.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
 def _replace(source: Path, target: Path) -> None:
     """Rename `source` to `target`; an existing `target` is moved aside first and deleted after."""
     if not target.exists():
         os.replace(source, target)
         return
-    retired = target.with_name(f".{target.name}.{os.getpid()}.old")
+    retired = target.with_name(f"{_temporary_prefix(target)}old")
     os.replace(target, retired)
     os.replace(source, target)
     if retired.is_dir():

@@ -1,6 +1,11 @@
-"""Helpers shared by the tests: example clips and prompts."""
+"""Helpers shared by the tests: example clips and prompts, stems on disk, rows in every form."""
+
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+
+from vocabulary_mixingbuddy import STEMS
 
 
 def make_clips(n: int, seconds: float = 10.0, rate: int = 24000, seed: int = 0) -> list[np.ndarray]:
@@ -34,3 +39,15 @@ def rows_without_other(rows):
         lambda row, i: {"stems_present": [s for s in row["stems_present"] if s != "other" or i % 2 == 0]},
         with_indices=True,
     )
+
+
+def write_song(folder: Path, rate: int, channels: int, seed: int, seconds: float = 21.0, silent_vocals_after=None):
+    """Four stems of tones plus noise, about -23 dBFS each."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, stem in enumerate(STEMS):
+        x = 0.1 * np.sin(2 * np.pi * 80 * (i + 1) ** 1.5 * t) + 0.02 * rng.standard_normal(t.size)
+        if stem == "vocals" and silent_vocals_after is not None:
+            x[int(silent_vocals_after * rate) :] = 0
+        sf.write(folder / f"{stem}.wav", np.repeat(x[:, None], channels, axis=1), rate, subtype="PCM_16")

@@ -12,7 +12,7 @@ from dataset_builder import MixingBuddyGain, StemCache, augment_mix, build_datas
 from dataset_builder.corpus import CorpusError, Track, assign_splits
 from dataset_builder.examples import expanded_rows
 from dataset_builder.gating import GatingThresholds, gate_chunks
-from helpers import ROW_FORMS, rows_without_other
+from helpers import ROW_FORMS, rows_without_other, write_song
 
 from mixingbuddy.cli import main
 from vocabulary_mixingbuddy import CATEGORIES, INSTRUCTION_TEMPLATES, STEMS, TARGET_STEMS
@@ -28,18 +28,6 @@ SONGS = {
     "Test Y": ("test", 24000, 1),
 }
 KEPT_CHUNKS = {"train": 5, "validation": 2, "test": 4}
-
-
-def write_song(folder: Path, rate: int, channels: int, seed: int, seconds: float = 21.0, silent_vocals_after=None):
-    """Four stems of tones plus noise, about -23 dBFS each."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, stem in enumerate(STEMS):
-        x = 0.1 * np.sin(2 * np.pi * 80 * (i + 1) ** 1.5 * t) + 0.02 * rng.standard_normal(t.size)
-        if stem == "vocals" and silent_vocals_after is not None:
-            x[int(silent_vocals_after * rate) :] = 0
-        sf.write(folder / f"{stem}.wav", np.repeat(x[:, None], channels, axis=1), rate, subtype="PCM_16")
 
 
 def write_corpus(root: Path, songs=SONGS) -> Path:
@@ -74,6 +62,7 @@ def test_expanded_has_30_rows_per_gated_chunk(workspace, expanded):
         "quiet_mixture": 0,
         "quiet_stem": 1,
         "too_few_active_frames": 0,
+        "short_tracks": 0,
         "gated_out": 1,
     }
     train = expanded["train"]

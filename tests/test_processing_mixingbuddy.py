@@ -122,7 +122,7 @@ def test_bad_audio_raises_a_clear_error(tiny, audio, rate, message):
     "anchor, stems, message",
     [
         ("vocals", ["vocals", "guitar"], r"Unknown stem name\(s\) \['guitar'\]"),
-        ("piano", ["bass", "drums"], r"Unknown stem name\(s\) \['piano'\]|Anchor stem 'piano'"),
+        ("piano", ["bass", "drums"], r"Unknown stem name\(s\) \['piano'\]|The anchor must be one of"),
         ("vocals", ["bass", "drums"], r"Anchor stem 'vocals' is not among the stems present \['bass', 'drums'\]"),
     ],
 )

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def training_args(tmp_path, **overrides) -> SFTConfig:
     defaults = dict(
-        output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False,
+        output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, bf16=False, activation_checkpointing=False,
         remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, logging_steps=1,
         save_strategy="no", eval_strategy="no", seed=0, max_grad_norm=0.0, weight_decay=0.0,
         lr_scheduler_type="constant", disable_tqdm=True,

@@ -134,14 +134,21 @@ def plot_confusions(records: Iterable[Mapping], out_dir: str | os.PathLike) -> l
 # ---------------------------------------------------------------------------------------------
 
 
-def write_report(records: Iterable[Mapping], out_dir: str | os.PathLike) -> dict:
+def prediction_line(record: Mapping) -> str:
+    """One line of `predictions.jsonl`."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def write_report(records: Iterable[Mapping], out_dir: str | os.PathLike, run: Mapping | None = None) -> dict:
     """Write `predictions.jsonl` (the records, e.g. from `prediction_record`), `metrics.json`, `metrics.md` and the
-    confusion PNGs into `out_dir`; return the metrics."""
+    confusion PNGs into `out_dir`; return the metrics. `run` (what was evaluated: model, data set, split, decoding,
+    rows, version) is recorded in `metrics.json` under "run"."""
     records = list(records)
     out_dir = Path(out_dir)
     metrics = score_predictions(records)
-    write_file_atomic(out_dir / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    write_file_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_file_atomic(out_dir / "predictions.jsonl", "".join(map(prediction_line, records)))
+    recorded = metrics if run is None else {**metrics, "run": dict(run)}
+    write_file_atomic(out_dir / "metrics.json", json.dumps(recorded, indent=2) + "\n")
     write_file_atomic(out_dir / "metrics.md", metrics_markdown(metrics))
     plot_confusions(records, out_dir)
     return metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,7 +10,10 @@ import torch
 from datasets import load_dataset
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
-from ..models.checkpoints import save_hub_folder
+from dataset_builder.provenance import check_audio
+
+from ..files import check_location
+from ..models.checkpoints import is_small, quiet_progress, save_hub_folder
 from ..models.components import MERT_V1_330M, QWEN2_7B_INSTRUCT, apply_lora, load_components
 from ..models.tiny import build_tiny_model_and_processor
 from .callbacks import AugmentationEpochCallback, ProjectorDropoutSchedule
@@ -22,7 +26,10 @@ from .trainer import MixingBuddySFTTrainer, unwrap_mixingbuddy
 class MixingBuddyArguments:
     """What to build and where the audio comes from (the language model is `ModelConfig.model_name_or_path`)."""
 
-    stems_dir: str = field(metadata={"help": "MUSDB18HQ-layout folder the data set was built from (mixes are rendered from it)."})
+    stems_dir: str | None = field(
+        default=None,
+        metadata={"help": "MUSDB18HQ-layout folder the mixes are rendered from (default: the one the data set records)."},
+    )
     stem_cache_dir: str | None = field(default=None, metadata={"help": "Where the 24 kHz stem cache lives (default: the builder's)."})
     tiny: bool = field(default=False, metadata={"help": "Train a tiny random model (CPU demo and tests) instead of MERT + Qwen2."})
     tiny_text_hidden_size: int = 128
@@ -76,21 +83,55 @@ def export_final_model(trainer, processor, output_dir: Path, quantized: bool):
     save_hub_folder(model, processor, output_dir, overwrite=True)
 
 
+def prepare_data(script_args: ScriptArguments, training_args: SFTConfig, mb_args: MixingBuddyArguments):
+    """(data set, stems folder), checked before any model loads: the stems are the audio the data set was built from,
+    the splits exist, the output folder is safe to write and a checkpoint to resume from is complete. A problem is a
+    `ValueError` or `OSError` in one line."""
+    stems_dir = check_audio(script_args.dataset_name, mb_args.stems_dir)
+    dataset = load_dataset(script_args.dataset_name, name=script_args.dataset_config)
+    needed = [script_args.dataset_train_split]
+    if training_args.eval_strategy != "no":
+        needed.append(script_args.dataset_test_split)
+    missing = [split for split in needed if split not in dataset]
+    if missing:
+        raise ValueError(
+            f"Data set {script_args.dataset_name} has no {' or '.join(missing)} split (it has {', '.join(dataset)}); "
+            "set --dataset_train_split / --dataset_test_split, or --eval_strategy no."
+        )
+    output_dir = check_location(training_args.output_dir, protected=[stems_dir])
+    if output_dir.exists() and not output_dir.is_dir():
+        raise FileExistsError(f"Output folder {output_dir} is a file.")
+    if training_args.resume_from_checkpoint:
+        checkpoint = Path(training_args.resume_from_checkpoint)
+        weights = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+        if not (checkpoint / "trainer_state.json").is_file() or not any((checkpoint / w).is_file() for w in weights):
+            raise FileNotFoundError(
+                f"Checkpoint {checkpoint} is missing or incomplete (no trainer_state.json or no weights); "
+                "pass a complete checkpoint-N folder of the output folder."
+            )
+    return dataset, stems_dir
+
+
 def main(
-    script_args: ScriptArguments, training_args: SFTConfig, model_args: ModelConfig, mb_args: MixingBuddyArguments
+    script_args: ScriptArguments,
+    training_args: SFTConfig,
+    model_args: ModelConfig,
+    mb_args: MixingBuddyArguments,
+    dataset,
+    stems_dir: Path,
 ) -> MixingBuddySFTTrainer:
-    """Train as the parsed arguments say and export the result to `training_args.output_dir`."""
+    """Train on `dataset` (from `prepare_data`) as the parsed arguments say and export the result to
+    `training_args.output_dir`."""
     training_args.remove_unused_columns = False
     training_args.dataset_kwargs = {"skip_prepare_dataset": True}
-    model, processor = build_model(mb_args, model_args, training_args.seed, training_args.gradient_checkpointing)
-    training_args.gradient_checkpointing = False  # already set up on the language model where it applies
+    model, processor = build_model(mb_args, model_args, training_args.seed, training_args.activation_checkpointing)
+    # already set up on the language model where it applies
+    training_args.activation_checkpointing = training_args.gradient_checkpointing = False
 
-    dataset = load_dataset(script_args.dataset_name, name=script_args.dataset_config)
     train_dataset = dataset[script_args.dataset_train_split]
     eval_dataset = dataset[script_args.dataset_test_split] if training_args.eval_strategy != "no" else None
-
     collator = FlawedMixCollator(
-        processor, mb_args.stems_dir, cache_dir=mb_args.stem_cache_dir, augment=mb_args.augment, seed=training_args.seed
+        processor, stems_dir, cache_dir=mb_args.stem_cache_dir, augment=mb_args.augment, seed=training_args.seed
     )
     if mb_args.audio_frontend == "log_mel":
         fit_log_mel_statistics(unwrap_mixingbuddy(model), collator.eval_copy(), train_dataset, mb_args.feature_statistics_clips)
@@ -108,14 +149,22 @@ def main(
             ProjectorDropoutSchedule(mb_args.projector_dropout, mb_args.projector_dropout_after_plateau),
         ],
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    if trainer.is_world_process_zero():
-        quantized = model_args.load_in_4bit and torch.cuda.is_available() and not mb_args.tiny
-        export_final_model(trainer, processor, Path(training_args.output_dir), quantized)
+    with quiet_progress(is_small(model)):  # a tiny model's checkpoints save in a blink
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        if trainer.is_world_process_zero():
+            quantized = model_args.load_in_4bit and torch.cuda.is_available() and not mb_args.tiny
+            export_final_model(trainer, processor, Path(training_args.output_dir), quantized)
     return trainer
 
 
 def run(argv: list[str] | None = None) -> MixingBuddySFTTrainer:
-    """Parse a command line (`sys.argv` when None), as `accelerate launch train_sft.py ...` does, and train."""
+    """Parse a command line (`sys.argv` when None), as `accelerate launch train_sft.py ...` does, check the data, the
+    stems and the folders, and train. A user error is one line and exit code 2, before any model loads."""
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, MixingBuddyArguments))
-    return main(*parser.parse_args_and_config(argv))
+    script_args, training_args, model_args, mb_args = parser.parse_args_and_config(argv)
+    try:
+        dataset, stems_dir = prepare_data(script_args, training_args, mb_args)
+    except (ValueError, OSError) as err:
+        print(f"train_sft.py: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return main(script_args, training_args, model_args, mb_args, dataset, stems_dir)

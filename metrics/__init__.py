@@ -1,0 +1,1 @@
+"""The 🤗 Evaluate modules of the project, installed as `mixingbuddy.metrics` (see `mixingbuddy.metric_path`)."""
