@@ -14,9 +14,9 @@ MERT_V1_330M_AUDIO_CONFIG = {
     "num_hidden_layers": 24,
     "num_attention_heads": 16,
     "intermediate_size": 4096,
-    "feat_extract_norm": "layer",
+    "feat_extract_norm": "group",
     "do_stable_layer_norm": True,
-    "conv_bias": True,
+    "conv_bias": False,
     "feat_proj_layer_norm": True,
     "num_conv_pos_embeddings": 128,
     "num_conv_pos_embedding_groups": 16,
@@ -69,8 +69,8 @@ class MixingBuddyConfig(PreTrainedConfig):
             k gives ceil(749 / k) audio tokens.
         audio_token (`str`), audio_token_id (`int`): the placeholder expanded by the processor.
         aux_loss (`"norm"`, `"label"` or `None`): `"norm"` pulls the mean L2 norm of the audio tokens to the mean norm
-            of the prompt's text-token embeddings; `"label"` trains a head on pooled audio tokens to predict the
-            (target stem, category) class.
+            of the prompt's text-token embeddings (the squared log of their ratio); `"label"` trains a head on pooled
+            audio tokens to predict the (target stem, category) class.
         aux_loss_weight (`float`): weight of the auxiliary loss in the total loss.
         num_advice_classes (`int`): classes of the `"label"` head (no_error + 3 stems × 4 flawed categories).
         freeze_audio_tower (`bool`): run the audio encoder frozen and without gradient.

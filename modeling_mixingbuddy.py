@@ -174,6 +174,7 @@ class MixingBuddyPreTrainedModel(PreTrainedModel):
     input_modalities = ("audio", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = ["Qwen2DecoderLayer", "HubertEncoderLayerStableLayerNorm", "HubertEncoderLayer"]
+    _keep_in_fp32_modules = ["audio_tower"]  # the frozen encoder in bfloat16 moves its features by about 1 %
     _skip_keys_device_placement = "cache"
     _supports_sdpa = True
     _supports_flash_attn = True
@@ -252,12 +253,15 @@ class MixingBuddyModel(MixingBuddyPreTrainedModel):
     def norm_aux_loss(
         self, inputs_embeds: torch.Tensor, audio_embeds: torch.Tensor, text_mask: torch.Tensor
     ) -> torch.Tensor:
-        """Pull each clip's mean audio-token L2 norm towards the mean norm of its prompt's real text tokens."""
+        """Pull each clip's mean audio-token L2 norm towards the mean norm of its prompt's real text tokens, on a log
+        scale: the squared log of their ratio. A plain squared difference would be (54 - 1)² ≈ 2,800 for a paper-sized
+        projector at initialisation (token norms ≈ 54) against text embeddings of norm ≈ 1 and swamp the LM loss; the
+        log ratio is ln(54)² ≈ 16 there, and it treats a norm twice too large and one half too large alike."""
         # inputs_embeds: [batch, seq, dim] (before the merge), text_mask: [batch, seq], audio_embeds: [batch, tokens, dim]
         text_norms = inputs_embeds.detach().float().norm(dim=-1)
         target = (text_norms * text_mask).sum(1) / text_mask.sum(1).clamp(min=1)
         audio_norm = audio_embeds.float().norm(dim=-1).mean(dim=1)
-        return F.mse_loss(audio_norm, target)
+        return F.mse_loss(audio_norm.clamp(min=1e-6).log(), target.clamp(min=1e-6).log())
 
     def forward(
         self,

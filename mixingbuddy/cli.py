@@ -47,7 +47,8 @@ def evaluate(args: argparse.Namespace) -> int:
     out = prepare_output(args.out, run, overwrite=args.overwrite, resume=args.resume, protected=[stems])
     results = evaluate_split(
         model, args.dataset, out, stems, split=args.split, batch_size=args.batch_size, limit=args.limit,
-        decodings=decodings, cache_dir=args.cache_dir, resume=args.resume,
+        decodings=decodings, cache_dir=args.cache_dir, resume=args.resume, device=args.device,
+        dtype=torch_dtype(args.dtype), ranked_chunk_size=args.ranked_chunk_size,
     )
     for decoding, metrics in results.items():
         o = metrics["overall"]
@@ -64,9 +65,33 @@ def critique(args: argparse.Namespace) -> int:
     from .critique import critique_file, format_critique
 
     report = critique_file(args.audio, anchor=args.anchor, model=args.model or DEFAULT_MODEL, stems=args.stems,
-                           batch_size=args.batch_size, model_is_default=args.model is None)
+                           batch_size=args.batch_size, model_is_default=args.model is None, device=args.device,
+                           dtype=torch_dtype(args.dtype))
     print(json.dumps(report, indent=2) if args.json else format_critique(report))
     return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from .models.export import export_model
+
+    out = export_model(args.model, args.out, dtype=torch_dtype(args.dtype), device=args.device,
+                       overwrite=args.overwrite)
+    print(f"Wrote {out}: loads with AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True), no peft needed")
+    return 0
+
+
+def torch_dtype(name: str | None):
+    """"bfloat16" / "float32" -> the torch dtype; None (the default for the device) stays None."""
+    import torch
+
+    return None if name is None else getattr(torch, name)
+
+
+def add_device_options(parser) -> None:
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu, ... (default: the GPU when there is one)")
+    parser.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
+                        help="weights of the language model (default: bfloat16 on a GPU, float32 on the CPU); the "
+                             "audio tower always runs in float32")
 
 
 def add_model_commands(commands) -> None:
@@ -101,9 +126,21 @@ def add_model_commands(commands) -> None:
                         "with the most probability summed over its wordings. The first goes to OUT, others to OUT/NAME")
     p.add_argument("--cache-dir", default=None,
                    help="stem cache root (default: $MIXINGBUDDY_CACHE_DIR or ~/.cache/mixingbuddy/stems)")
+    p.add_argument("--ranked-chunk-size", type=int, default=None,
+                   help="candidates ranked decoding scores at once; bounds its memory (default: one prompt's, ~90)")
+    add_device_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted evaluation with the same arguments")
     p.set_defaults(func=evaluate)
+
+    p = commands.add_parser("export", help="a training result (full, LoRA or QLoRA) as one plain Hub folder")
+    p.add_argument("--model", required=True, help="what train_sft.py wrote (its output_dir), or a model folder")
+    p.add_argument("--out", required=True, help="new folder for the merged model")
+    p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16",
+                   help="weights of everything but the audio tower (default: bfloat16)")
+    p.add_argument("--device", default="cpu", help="where to dequantize and merge (default: cpu)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export")
+    p.set_defaults(func=export)
 
     p = commands.add_parser("critique", help="gain-balance advice for every 10 s of an audio file")
     p.add_argument("audio", help="an audio file soundfile can read (WAV, FLAC, OGG, ...)")
@@ -113,6 +150,7 @@ def add_model_commands(commands) -> None:
                    help="the stems present in the mix, comma-separated (default: bass,drums,other,vocals)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_device_options(p)
     p.set_defaults(func=critique)
 
 

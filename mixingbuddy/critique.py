@@ -36,12 +36,14 @@ def windows(audio: np.ndarray, rate: int, seconds: float) -> list[tuple[float, n
 
 
 def critique_file(
-    audio_path, anchor: str, model: str, stems=None, batch_size: int = 8, model_is_default: bool = False
+    audio_path, anchor: str, model: str, stems=None, batch_size: int = 8, model_is_default: bool = False,
+    device=None, dtype=None,
 ) -> dict:
-    """Advice for each 10 s window of `audio_path`, plus the most frequent advice over the song."""
+    """Advice for each 10 s window of `audio_path`, plus the most frequent advice over the song (the model loaded by
+    `load_model` on `device` in `dtype`)."""
     stems = validate_stems(stems or STEMS, anchor)
     audio, rate = read_audio(audio_path)
-    mb_model, processor = load_model(model, is_default=model_is_default)
+    mb_model, processor = load_model(model, is_default=model_is_default, device=device, dtype=dtype)
     prompt = processor.apply_chat_template(processor.build_conversation(anchor, stems), add_generation_prompt=True)
     clips = windows(audio, rate, processor.clip_seconds)
     if not clips:
@@ -49,7 +51,7 @@ def critique_file(
     results = []
     for i in tqdm(range(0, len(clips), batch_size), desc="critique", unit="batch", leave=False):
         batch = clips[i : i + batch_size]
-        inputs = processor(text=[prompt] * len(batch), audio=[c for _, c in batch], sampling_rate=rate)
+        inputs = processor(text=[prompt] * len(batch), audio=[c for _, c in batch], sampling_rate=rate).to(mb_model.device)
         with torch.no_grad():
             generated = mb_model.generate(**inputs)
         texts = processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

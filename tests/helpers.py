@@ -1,9 +1,12 @@
 """Helpers shared by the tests: example clips and prompts, stems on disk, rows in every form."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
+from safetensors.torch import load_file
 
 from vocabulary_mixingbuddy import STEMS
 
@@ -51,3 +54,30 @@ def write_song(folder: Path, rate: int, channels: int, seed: int, seconds: float
         if stem == "vocals" and silent_vocals_after is not None:
             x[int(silent_vocals_after * rate) :] = 0
         sf.write(folder / f"{stem}.wav", np.repeat(x[:, None], channels, axis=1), rate, subtype="PCM_16")
+
+
+def write_component_folders(root: Path):
+    """(root, HuBERT, Qwen2): tiny component checkpoints in the formats of the real ones — `root/mert` as MERT ships
+    (HuBERT weights in pytorch_model.bin under MERT's model_type, its preprocessor config) and `root/qwen` as a Qwen2
+    chat model with its tokenizer."""
+    from transformers import HubertConfig, HubertModel, Qwen2Config, Qwen2ForCausalLM, Wav2Vec2FeatureExtractor
+
+    from mixingbuddy.models.tiny import TINY_AUDIO_CONFIG, TINY_TEXT_CONFIG, build_tiny_tokenizer
+
+    torch.manual_seed(1)
+    hubert = HubertModel(HubertConfig(**TINY_AUDIO_CONFIG)).eval()
+    hubert.save_pretrained(root / "mert")
+    mert_preprocessor = Wav2Vec2FeatureExtractor(sampling_rate=24000, do_normalize=True, return_attention_mask=True)
+    mert_preprocessor.save_pretrained(root / "mert")
+    config = json.loads((root / "mert" / "config.json").read_text())
+    config.update(model_type="mert_model", architectures=["MERTModel"], auto_map={"AutoModel": "modeling_MERT.MERTModel"})
+    (root / "mert" / "config.json").write_text(json.dumps(config))
+    weights = load_file(root / "mert" / "model.safetensors")
+    (root / "mert" / "model.safetensors").unlink()
+    torch.save(weights, root / "mert" / "pytorch_model.bin")
+
+    tokenizer = build_tiny_tokenizer()
+    text_model = Qwen2ForCausalLM(Qwen2Config(**TINY_TEXT_CONFIG, vocab_size=len(tokenizer) + 8)).eval()
+    text_model.save_pretrained(root / "qwen")
+    tokenizer.save_pretrained(root / "qwen")
+    return root, hubert, text_model

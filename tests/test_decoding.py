@@ -204,3 +204,20 @@ def test_ranked_decoding_picks_the_advice_with_the_most_probability_over_its_wor
             mass[key] = np.logaddexp(mass.get(key, -np.inf), score)
         picked = parse_advice(answer)
         assert (picked["stem"], picked["direction"]) == max(mass, key=mass.get)
+
+
+def test_ranked_decoding_in_chunks_scores_and_picks_as_in_one_go(tiny):
+    from mixingbuddy.evaluation.ranked import rank_advice, score_answers
+
+    model, processor = tiny
+    rows = [(STEMS, "vocals"), (("bass", "drums", "other"), "bass"), (STEMS, "drums")]
+    prompts = [processor.apply_chat_template(processor.build_conversation(a, s, template=i), add_generation_prompt=True)
+               for i, (s, a) in enumerate(rows)]
+    inputs = processor(text=prompts, audio=make_clips(3), sampling_rate=24000)
+    answers, whole = score_answers(model, processor, inputs, rows, chunk_size=10_000)
+    assert [len(a) for a in answers] == [90, 50, 90]  # a mix without vocals, anchor bass: only the drums
+    for chunk_size in (1, 7, None):
+        _, chunked = score_answers(model, processor, inputs, rows, chunk_size=chunk_size)
+        for a, b in zip(chunked, whole):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert rank_advice(model, processor, inputs, rows, chunk_size=7) == rank_advice(model, processor, inputs, rows)

@@ -14,17 +14,12 @@ import numpy as np
 import pytest
 import torch
 import sysconfig
-from helpers import make_clips, make_prompts
+from helpers import make_clips, make_prompts, write_component_folders
 from safetensors.torch import load_file
 
 from mixingbuddy.models.checkpoints import save_hub_folder
 from mixingbuddy.models.components import apply_lora, load_components, paper_model_args
-from mixingbuddy.models.tiny import (
-    TINY_AUDIO_CONFIG,
-    TINY_TEXT_CONFIG,
-    build_tiny_model_and_processor,
-    build_tiny_tokenizer,
-)
+from mixingbuddy.models.tiny import build_tiny_model_and_processor
 from modeling_mixingbuddy import MixingBuddyForConditionalGeneration
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,28 +148,7 @@ def test_merged_export_loads_without_peft(tmp_path):
 
 @pytest.fixture(scope="module")
 def component_folders(tmp_path_factory):
-    """A MERT-format folder (HuBERT weights, MERT's model_type, a .bin file, MERT's preprocessor config) and a Qwen2
-    folder with tokenizer."""
-    root = tmp_path_factory.mktemp("components")
-    torch.manual_seed(1)
-    from transformers import HubertConfig, HubertModel, Qwen2Config, Qwen2ForCausalLM, Wav2Vec2FeatureExtractor
-
-    hubert = HubertModel(HubertConfig(**TINY_AUDIO_CONFIG)).eval()
-    hubert.save_pretrained(root / "mert")
-    mert_preprocessor = Wav2Vec2FeatureExtractor(sampling_rate=24000, do_normalize=True, return_attention_mask=True)
-    mert_preprocessor.save_pretrained(root / "mert")
-    config = json.loads((root / "mert" / "config.json").read_text())
-    config.update(model_type="mert_model", architectures=["MERTModel"], auto_map={"AutoModel": "modeling_MERT.MERTModel"})
-    (root / "mert" / "config.json").write_text(json.dumps(config))
-    weights = load_file(root / "mert" / "model.safetensors")
-    (root / "mert" / "model.safetensors").unlink()
-    torch.save(weights, root / "mert" / "pytorch_model.bin")
-
-    tokenizer = build_tiny_tokenizer()
-    text_model = Qwen2ForCausalLM(Qwen2Config(**TINY_TEXT_CONFIG, vocab_size=len(tokenizer) + 8)).eval()
-    text_model.save_pretrained(root / "qwen")
-    tokenizer.save_pretrained(root / "qwen")
-    return root, hubert, text_model
+    return write_component_folders(tmp_path_factory.mktemp("components"))
 
 
 def test_load_components_assembles_mert_and_qwen2(component_folders):

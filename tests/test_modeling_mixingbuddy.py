@@ -164,7 +164,7 @@ def test_norm_aux_loss_matches_its_definition():
     text = (inputs["input_ids"] != model.config.audio_token_id) & inputs["attention_mask"].bool() & (inputs["labels"] == -100)
     target = torch.stack([embeds[i][text[i]].norm(dim=-1).mean() for i in range(len(text))])
     audio = out.audio_embeds.norm(dim=-1).mean(dim=1)
-    torch.testing.assert_close(out.aux_loss, ((audio - target) ** 2).mean())
+    torch.testing.assert_close(out.aux_loss, ((audio.log() - target.log()) ** 2).mean())
     torch.testing.assert_close(out.loss, out.lm_loss + 0.05 * out.aux_loss)
 
 
@@ -241,3 +241,30 @@ def test_log_mel_frontend_standardises_with_stored_statistics_and_counts_tokens(
     torch.testing.assert_close(states[0], expected)
     trainable = {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad and n.startswith("model.")}
     assert "audio_tower" in trainable  # the light front-end is trained, unlike the frozen MERT
+
+
+def test_the_weighted_norm_loss_does_not_swamp_the_lm_loss_at_initialisation():
+    """Paper shapes (MERT width 1024, the [2048, 4096, 4096, 2048] projector, Qwen2-7B width 3584; one layer each to
+    keep it small) at initialisation, text embeddings of norm 1: the audio tokens' norm is about 54, the weighted
+    "norm" loss about 0.05 × ln(54)² ≈ 0.8, below a pretrained LM's loss on new text (about 2); the squared difference
+    of norms it replaced gave 0.05 × 53² ≈ 140."""
+    from configuration_mixingbuddy import MixingBuddyConfig
+
+    config = MixingBuddyConfig(
+        audio_config={"num_hidden_layers": 1, "intermediate_size": 64},
+        text_config={"num_hidden_layers": 1, "intermediate_size": 64, "vocab_size": 64, "num_attention_heads": 28,
+                     "num_key_value_heads": 4},
+        audio_token_id=5,
+    )
+    torch.manual_seed(0)
+    model = MixingBuddyForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        embeddings = model.get_input_embeddings().weight
+        embeddings.copy_(F.normalize(embeddings, dim=-1))  # text-token norms of 1
+        tokens = config.audio_tokens_per_clip
+        input_ids = torch.tensor([[1, 2, 3] + [5] * tokens + [4, 6]])
+        out = model(input_ids=input_ids, input_values=0.1 * torch.randn(1, config.clip_samples))
+    audio_norm = out.audio_embeds.norm(dim=-1).mean().item()
+    assert 40 < audio_norm < 70
+    assert config.aux_loss_weight * out.aux_loss.item() < 1.0
+    assert config.aux_loss_weight * (audio_norm - 1.0) ** 2 > 100  # what a plain squared difference would weigh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -22,14 +23,16 @@ from .scoring import example_uid, prediction_record
 
 
 @torch.no_grad()
-def generate_advice(model, collator: FlawedMixCollator, rows: list[dict], decoding: str = "greedy") -> list[str]:
+def generate_advice(
+    model, collator: FlawedMixCollator, rows: list[dict], decoding: str = "greedy", ranked_chunk_size: int | None = None
+) -> list[str]:
     """Answers for a batch of data-set rows (left padding, KV cache): greedy; greedy constrained to valid advice; or
     ranked, the valid advice with the largest probability summed over its wordings (`rank_advice`)."""
     inputs = collator(rows, labels=False).to(model.device)
     prompt_length = inputs["input_ids"].shape[1]
     prompts = [(r["stems_present"], r["anchor_stem"]) for r in rows]
     if decoding == "ranked":
-        return rank_advice(model, collator.processor, inputs, prompts)
+        return rank_advice(model, collator.processor, inputs, prompts, ranked_chunk_size)
     kwargs = {}
     if decoding == "constrained":
         kwargs = constrained_generate_kwargs(collator.processor, [a for _, a in prompts], [s for s, _ in prompts], prompt_length)
@@ -73,6 +76,9 @@ def evaluate_split(
     limits: dict[str, int] | None = None,
     cache_dir=None,
     resume: bool = False,
+    device=None,
+    dtype=None,
+    ranked_chunk_size: int | None = None,
 ) -> dict[str, dict]:
     """Generate advice for `split` of `dataset` (a folder or Hub id) and write, per decoding, `predictions.jsonl`,
     `metrics.json`, `metrics.md` and confusion plots: the first decoding in `out_dir`, the others in
@@ -81,28 +87,32 @@ def evaluate_split(
     `stems_dir` is the folder the rows are rendered from (check it against the data set with
     `dataset_builder.provenance.check_audio` first). `limits` caps the rows of some decodings (e.g. {"constrained":
     600}). Predictions are appended to `predictions.jsonl` batch by batch; with `resume`, the whole batches already
-    there are kept and the run goes on from there, to the same files an uninterrupted run writes.
+    there are kept and the run goes on from there, to the same files an uninterrupted run writes. The model loads on
+    `device` in `dtype` (`load_model`); ranked decoding scores `ranked_chunk_size` candidates at a time.
     """
     check_evaluation_arguments(decodings, batch_size, limit)
     rows = load_dataset(str(dataset), split=split)
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
-    model, processor = load_model(model_path)
+    model, processor = load_model(model_path, device=device, dtype=dtype)
     collator = FlawedMixCollator(processor, stems_dir, cache_dir=cache_dir)
     results = {}
     for decoding in decodings:
         n = min(len(rows), (limits or {}).get(decoding, len(rows)))
         target = Path(out_dir) if decoding == decodings[0] else Path(out_dir) / decoding
-        records = _predict(model, collator, rows, n, batch_size, decoding, target / "predictions.jsonl", resume)
+        advise = functools.partial(
+            generate_advice, model, collator, decoding=decoding, ranked_chunk_size=ranked_chunk_size
+        )
+        records = _predict(advise, rows, n, batch_size, target / "predictions.jsonl", resume, f"evaluate ({decoding})")
         run = {"model": str(model_path), "dataset": str(dataset), "split": split, "decoding": decoding, "rows": n,
                "version": __version__}
         results[decoding] = write_report(records, target, run)
     return results
 
 
-def _predict(model, collator, rows, n: int, batch_size: int, decoding: str, path: Path, resume: bool) -> list[dict]:
-    """The records of the first `n` rows, appended to `path` a whole batch at a time (after the whole batches a
-    resumed run finds there)."""
+def _predict(advise, rows, n: int, batch_size: int, path: Path, resume: bool, description: str) -> list[dict]:
+    """The records of the first `n` rows, their answers from `advise(batch)`, appended to `path` a whole batch at a
+    time (after the whole batches a resumed run finds there)."""
     done = _whole_batches(path, batch_size, n) if resume else []
     if any(record["uid"] != example_uid(rows[i]) for i, record in enumerate(done)):
         raise ValueError(f"{path} holds predictions for other rows; evaluate again without --resume.")
@@ -110,9 +120,9 @@ def _predict(model, collator, rows, n: int, batch_size: int, decoding: str, path
     path.write_text("".join(map(prediction_line, done)))
     records = list(done)
     with open(path, "a") as file:
-        for start in tqdm(range(len(done), n, batch_size), desc=f"evaluate ({decoding})", unit="batch"):
+        for start in tqdm(range(len(done), n, batch_size), desc=description, unit="batch"):
             batch = [rows[i] for i in range(start, min(start + batch_size, n))]
-            texts = generate_advice(model, collator, batch, decoding)
+            texts = advise(batch)
             new = [prediction_record(row, text) for row, text in zip(batch, texts)]
             file.write("".join(map(prediction_line, new)))
             file.flush()

@@ -4,7 +4,9 @@ tokenizer with the audio token, quantization and LoRA."""
 from __future__ import annotations
 
 import dataclasses
-import warnings
+import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -81,37 +83,62 @@ def load_mert(audio_encoder: str, dtype: torch.dtype):
     return audio_tower
 
 
+QUANTIZATION_FIELDS = ("dtype", "load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "use_bnb_nested_quant",
+                       "bnb_4bit_quant_storage")  # what of TRL's ModelConfig a saved adapter needs to rebuild its base
+logger = logging.getLogger(__name__)
+
+
+def local_device() -> torch.device:
+    """This process's device: its own GPU under a multi-process launch (LOCAL_RANK), the GPU, or the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
+    return torch.device("cpu")
+
+
 def load_components(
     audio_encoder: str = MERT_V1_330M,
     language_model: str = QWEN2_7B_INSTRUCT,
     model_args: ModelConfig | None = None,
     gradient_checkpointing: bool = False,
+    device: str | torch.device | None = None,
+    quantize_on_cpu: bool = True,
+    audio_tower_dtype: torch.dtype = torch.float32,
     **config_kwargs,
 ) -> tuple:
     """(model, processor) built from a MERT checkpoint and a Qwen2 checkpoint (Hub ids or local folders).
 
     The language model's tokenizer, with the audio token added once, gives the config its audio token id and, with
     MERT's feature extractor, makes the processor. `model_args` (TRL's `ModelConfig`; default `paper_model_args()`)
-    chooses quantization and LoRA: bitsandbytes needs a CUDA device, and without one the language model loads in full
-    precision, with a warning; with `use_peft` the model is a `peft` model (`apply_lora`). `config_kwargs` go to
-    [`MixingBuddyConfig`] (e.g. `audio_pooling`).
+    chooses quantization and LoRA; `config_kwargs` go to [`MixingBuddyConfig`] (e.g. `audio_pooling`). Everything is
+    placed on `device` (default: `local_device()`); the frozen audio tower runs in `audio_tower_dtype` (float32 by
+    default; bfloat16 moves its features by about 1 %), the language model in `model_args.dtype` on a GPU and in
+    float32 on the CPU.
+
+    With 4- or 8-bit quantization the whole model says so (`is_loaded_in_4bit`, `hf_quantizer`), so peft wraps the
+    quantized projections in its 4-bit LoRA layer and the Trainer treats it as a QLoRA model. bitsandbytes runs NF4
+    on the CPU too, but a training step after an inference pass fails there (its CPU inference repacks the weights):
+    with `quantize_on_cpu=False` (training that evaluates as it goes) the language model loads in full precision on
+    the CPU instead, and a line says so. The model records its components (`component_record`) so that a saved adapter
+    can rebuild its base.
     """
     from transformers import AutoTokenizer, Qwen2ForCausalLM, Wav2Vec2FeatureExtractor
     from trl import get_quantization_config
 
     model_args = model_args or paper_model_args()
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    lm_kwargs = {"dtype": getattr(torch, model_args.dtype) if cuda else torch.float32}
+    device = torch.device(device) if device is not None else local_device()
+    dtype = getattr(torch, model_args.dtype) if device.type == "cuda" and model_args.dtype != "auto" else torch.float32
+    lm_kwargs = {"dtype": dtype}
     quantization_config = get_quantization_config(model_args)
-    if quantization_config is not None and not cuda:
-        warnings.warn(
-            "Quantization with bitsandbytes (4-bit NF4 or 8-bit) needs a CUDA GPU here; "
-            "loading the language model in full precision instead.",
-            stacklevel=2,
+    if quantization_config is not None and device.type == "cpu" and not quantize_on_cpu:
+        logger.warning(
+            "Loading the language model in full precision, not quantized: on the CPU, bitsandbytes cannot train after "
+            "an evaluation pass (set eval_strategy to 'no' to train quantized)."
         )
+        quantization_config = None
     elif quantization_config is not None:
-        lm_kwargs.update(quantization_config=quantization_config, device_map={"": device.index or 0})
+        if device.type == "cpu":
+            quantization_config.bnb_4bit_compute_dtype = torch.float32
+        lm_kwargs.update(quantization_config=quantization_config, device_map={"": device})
 
     audio_token = config_kwargs.pop("audio_token", MixingBuddyConfig.audio_token)
     tokenizer = AutoTokenizer.from_pretrained(language_model, padding_side="left")
@@ -119,11 +146,13 @@ def load_components(
     text_model = Qwen2ForCausalLM.from_pretrained(language_model, **lm_kwargs)
     if len(tokenizer) > text_model.config.vocab_size:
         text_model.resize_token_embeddings(len(tokenizer))
-    audio_tower = load_mert(audio_encoder, lm_kwargs["dtype"])
+    audio_tower = load_mert(audio_encoder, audio_tower_dtype)
 
+    text_config = text_model.config.to_dict()
+    text_config.pop("quantization_config", None)  # the composite declares it (`_declare_quantized`); a saved config must not
     config = MixingBuddyConfig(
         audio_config=audio_tower.config.to_dict(),
-        text_config=text_model.config.to_dict(),
+        text_config=text_config,
         audio_token=audio_token,
         audio_token_id=tokenizer.convert_tokens_to_ids(audio_token),
         **config_kwargs,
@@ -139,11 +168,34 @@ def load_components(
             module.apply(model._init_weights)
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.component_record = {
+        "audio_encoder": _absolute_if_local(audio_encoder),
+        "language_model": _absolute_if_local(language_model),
+        "model_args": {name: getattr(model_args, name) for name in QUANTIZATION_FIELDS},
+        "config": {**config_kwargs, "audio_token": audio_token},
+    }
     if "quantization_config" in lm_kwargs:
+        _declare_quantized(model, text_model)
         from peft import prepare_model_for_kbit_training
 
-        prepare_model_for_kbit_training(text_model, use_gradient_checkpointing=gradient_checkpointing)
-    if gradient_checkpointing:
+        prepare_model_for_kbit_training(
+            model, gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     processor = processor_for(config, Wav2Vec2FeatureExtractor.from_pretrained(audio_encoder), tokenizer)
     return (apply_lora(model, model_args) if model_args.use_peft else model), processor
+
+
+def _declare_quantized(model, text_model) -> None:
+    """Make the composite say what its language model is: peft picks its LoRA layer and the Trainer its handling of
+    quantized models (no `.to()`, no DataParallel, adapters required) from these attributes of the top-level model."""
+    model.hf_quantizer = text_model.hf_quantizer
+    model.quantization_method = text_model.quantization_method
+    model.is_loaded_in_4bit = getattr(text_model, "is_loaded_in_4bit", False)
+    model.is_loaded_in_8bit = getattr(text_model, "is_loaded_in_8bit", False)
+
+
+def _absolute_if_local(reference: str) -> str:
+    path = Path(reference).expanduser()
+    return str(path.resolve()) if path.exists() else str(reference)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from datasets import load_dataset
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
 from dataset_builder.provenance import check_audio
 
 from ..files import check_location
-from ..models.checkpoints import is_small, quiet_progress, save_hub_folder
+from ..models.checkpoints import (
+    is_small,
+    quiet_progress,
+    save_adapter_folder,
+    save_hub_folder,
+    write_adapter_record,
+)
 from ..models.components import MERT_V1_330M, QWEN2_7B_INSTRUCT, apply_lora, load_components
 from ..models.tiny import build_tiny_model_and_processor
 from .callbacks import AugmentationEpochCallback, ProjectorDropoutSchedule
@@ -45,9 +51,12 @@ class MixingBuddyArguments:
     feature_statistics_clips: int = 256
 
 
-def build_model(args: MixingBuddyArguments, model_args: ModelConfig, seed: int, gradient_checkpointing: bool):
+def build_model(
+    args: MixingBuddyArguments, model_args: ModelConfig, seed: int, gradient_checkpointing: bool, evaluates: bool
+):
     """(model, processor) as the arguments describe: the paper model from its components, or a tiny one; with
-    `model_args.use_peft`, wrapped in LoRA."""
+    `model_args.use_peft`, wrapped in LoRA. Quantization runs on the CPU too unless the training `evaluates` as it
+    goes (see `load_components`)."""
     config_kwargs = {
         "audio_frontend": args.audio_frontend,
         "audio_pooling": args.audio_pooling,
@@ -66,27 +75,41 @@ def build_model(args: MixingBuddyArguments, model_args: ModelConfig, seed: int, 
         model_args.model_name_or_path or QWEN2_7B_INSTRUCT,
         model_args,
         gradient_checkpointing=gradient_checkpointing,
+        quantize_on_cpu=not evaluates,
         **config_kwargs,
     )
 
 
-def export_final_model(trainer, processor, output_dir: Path, quantized: bool):
-    """Hub-layout folder in `output_dir`: with LoRA, the adapter goes to `output_dir/adapter` and the merged model to
-    `output_dir`; a 4-bit base is not merged (load the adapter onto the base model instead)."""
+def export_final_model(trainer, processor, output_dir: Path):
+    """What `load_model(output_dir)` loads in one call: the model in Hub layout after full fine-tuning; with LoRA the
+    merged model, and the adapter in `output_dir/adapter`; with LoRA on a quantized base the adapter itself (with the
+    record that rebuilds its base; `mixingbuddy export` merges it into a plain folder). Called on every process: with
+    FSDP or DeepSpeed the weights are sharded, so the Trainer gathers them (all processes take part) and the adapter is
+    not merged here (`mixingbuddy export` does it)."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(model, "merge_and_unload"):
-        model.save_pretrained(output_dir / "adapter")
-        processor.save_pretrained(output_dir / "adapter")
-        if quantized:
-            return
-        model = model.merge_and_unload()
-    save_hub_folder(model, processor, output_dir, overwrite=True)
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        trainer.save_model(str(output_dir))
+        if trainer.is_world_process_zero() and hasattr(model, "merge_and_unload"):
+            write_adapter_record(output_dir, model)
+        return
+    if not trainer.is_world_process_zero():
+        return
+    if not hasattr(model, "merge_and_unload"):
+        save_hub_folder(model, processor, output_dir, overwrite=True)
+    elif getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        save_adapter_folder(model, processor, output_dir, overwrite=True)
+    else:
+        save_adapter_folder(model, processor, output_dir / "adapter", overwrite=True)
+        save_hub_folder(model.merge_and_unload(), processor, output_dir, overwrite=True)
 
 
-def prepare_data(script_args: ScriptArguments, training_args: SFTConfig, mb_args: MixingBuddyArguments):
-    """(data set, stems folder), checked before any model loads: the stems are the audio the data set was built from,
-    the splits exist, the output folder is safe to write and a checkpoint to resume from is complete. A problem is a
-    `ValueError` or `OSError` in one line."""
+def prepare_data(
+    script_args: ScriptArguments, training_args: SFTConfig, model_args: ModelConfig, mb_args: MixingBuddyArguments
+):
+    """(data set, stems folder), checked before any model loads: the model options go together, the stems are the
+    audio the data set was built from, the splits exist, the output folder is safe to write and a checkpoint to resume
+    from is complete. A problem is a `ValueError` or `OSError` in one line."""
+    check_model_options(training_args, model_args, mb_args)
     stems_dir = check_audio(script_args.dataset_name, mb_args.stems_dir)
     dataset = load_dataset(script_args.dataset_name, name=script_args.dataset_config)
     needed = [script_args.dataset_train_split]
@@ -112,6 +135,19 @@ def prepare_data(script_args: ScriptArguments, training_args: SFTConfig, mb_args
     return dataset, stems_dir
 
 
+def check_model_options(training_args: SFTConfig, model_args: ModelConfig, mb_args: MixingBuddyArguments) -> None:
+    """Refuse what cannot train: a quantized language model without LoRA (its weights cannot be updated), quantizing
+    the tiny random model (it has no checkpoint to quantize), and a quantized model sharded by FSDP."""
+    if not (model_args.load_in_4bit or model_args.load_in_8bit):
+        return
+    if mb_args.tiny:
+        raise ValueError("The tiny model is built in memory and cannot be quantized: drop load_in_4bit / load_in_8bit.")
+    if not model_args.use_peft:
+        raise ValueError("A quantized language model trains only through LoRA: set use_peft (as configs/paper.yaml).")
+    if training_args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        raise ValueError("FSDP cannot shard a bitsandbytes-quantized model here: train it with DDP or ZeRO-2.")
+
+
 def main(
     script_args: ScriptArguments,
     training_args: SFTConfig,
@@ -119,12 +155,16 @@ def main(
     mb_args: MixingBuddyArguments,
     dataset,
     stems_dir: Path,
+    callbacks=(),
 ) -> MixingBuddySFTTrainer:
-    """Train on `dataset` (from `prepare_data`) as the parsed arguments say and export the result to
-    `training_args.output_dir`."""
+    """Train on `dataset` (from `prepare_data`) as the parsed arguments say, with extra trainer `callbacks`, and export
+    the result to `training_args.output_dir`."""
     training_args.remove_unused_columns = False
     training_args.dataset_kwargs = {"skip_prepare_dataset": True}
-    model, processor = build_model(mb_args, model_args, training_args.seed, training_args.activation_checkpointing)
+    evaluates = training_args.eval_strategy != "no"
+    model, processor = build_model(
+        mb_args, model_args, training_args.seed, training_args.activation_checkpointing, evaluates
+    )
     # already set up on the language model where it applies
     training_args.activation_checkpointing = training_args.gradient_checkpointing = False
 
@@ -147,24 +187,24 @@ def main(
         callbacks=[
             AugmentationEpochCallback(collator),
             ProjectorDropoutSchedule(mb_args.projector_dropout, mb_args.projector_dropout_after_plateau),
+            *callbacks,
         ],
     )
     with quiet_progress(is_small(model)):  # a tiny model's checkpoints save in a blink
         trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        if trainer.is_world_process_zero():
-            quantized = model_args.load_in_4bit and torch.cuda.is_available() and not mb_args.tiny
-            export_final_model(trainer, processor, Path(training_args.output_dir), quantized)
+        export_final_model(trainer, processor, Path(training_args.output_dir))
     return trainer
 
 
-def run(argv: list[str] | None = None) -> MixingBuddySFTTrainer:
+def run(argv: list[str] | None = None, callbacks=()) -> MixingBuddySFTTrainer:
     """Parse a command line (`sys.argv` when None), as `accelerate launch train_sft.py ...` does, check the data, the
-    stems and the folders, and train. A user error is one line and exit code 2, before any model loads."""
+    stems and the folders, and train (with extra trainer `callbacks`). A user error is one line and exit code 2,
+    before any model loads."""
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, MixingBuddyArguments))
     script_args, training_args, model_args, mb_args = parser.parse_args_and_config(argv)
     try:
-        dataset, stems_dir = prepare_data(script_args, training_args, mb_args)
+        dataset, stems_dir = prepare_data(script_args, training_args, model_args, mb_args)
     except (ValueError, OSError) as err:
         print(f"train_sft.py: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    return main(script_args, training_args, model_args, mb_args, dataset, stems_dir)
+    return main(script_args, training_args, model_args, mb_args, dataset, stems_dir, callbacks)

@@ -45,7 +45,7 @@ class MixingBuddySFTTrainer(SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
-        outputs = model(**inputs, num_items_in_batch=num_items_in_batch)
+        outputs = model(**inputs, num_items_in_batch=num_items_in_batch, use_cache=False)
         lm_loss, aux_loss = outputs.lm_loss, outputs.aux_loss
         weight = unwrap_mixingbuddy(model).config.aux_loss_weight
         aux_mean = aux_loss

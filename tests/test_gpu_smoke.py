@@ -1,0 +1,27 @@
+"""bench/gpu_smoke.py in its tiny CPU form, so that the GPU check cannot rot between the sessions that have a GPU."""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "gpu_smoke.py"
+
+
+def test_the_smoke_check_passes_on_a_tiny_model_on_the_cpu(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "argv", [str(BENCH), "--tiny", "--steps", "2", "--work-dir", str(tmp_path)])
+    try:
+        runpy.run_path(str(BENCH), run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["ok"], json.dumps(summary, indent=2)
+    for pooling, tokens in ((1, 749), (10, 75)):
+        training = summary[f"training_pooling_{pooling}"]
+        assert training["audio_tokens_per_sample"] == tokens and training["losses_finite"]
+        assert training["placement"]["lora_wrapper"] == "peft.tuners.lora.bnb.Linear4bit"
+    assert summary["round_trips"]["adapter_max_logit_difference"] < 1e-3
+    assert summary["checkpointing"]["max_gradient_difference"] < 1e-2
+    assert {d: summary["decoding"][d]["answers"] for d in ("greedy", "constrained", "ranked")} == dict.fromkeys(
+        ("greedy", "constrained", "ranked"), 32
+    )
