@@ -112,12 +112,13 @@ class MixingBuddyConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.aux_loss not in AUX_LOSS_TYPES:
             raise ValueError(f"aux_loss must be one of {AUX_LOSS_TYPES}, got {self.aux_loss!r}.")
-        if getattr(self, "auto_map", None) is None:  # a saved folder loads with AutoConfig, AutoModel and AutoModelForCausalLM
+        if getattr(self, "auto_map", None) is None:  # a saved folder loads with the Auto classes and pipeline("any-to-any")
             model_class = "modeling_mixingbuddy.MixingBuddyForConditionalGeneration"
             self.auto_map = {
                 "AutoConfig": "configuration_mixingbuddy.MixingBuddyConfig",
                 "AutoModel": model_class,
                 "AutoModelForCausalLM": model_class,
+                "AutoModelForMultimodalLM": model_class,  # what pipeline("any-to-any") loads
             }
         if self.audio_frontend not in AUDIO_FRONTENDS:
             raise ValueError(f"audio_frontend must be one of {AUDIO_FRONTENDS}, got {self.audio_frontend!r}.")

@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from mixingbuddy.files import atomic_folder
+from mixingbuddy.files import atomic_folder, push_folder_to_hub
 from mixingbuddy.hub.vocabulary_mixingbuddy import CATEGORIES, TARGET_STEMS
 from mixingbuddy.markdown import markdown_table
 
@@ -62,7 +62,7 @@ def build_dataset(
         del splits  # release the memory-mapped Arrow files before deleting them
         shutil.rmtree(staging / "arrow")
     if push_to_hub:
-        push_folder_to_hub(out, push_to_hub)
+        push_folder_to_hub(out, push_to_hub, repo_type="dataset")
     return stats
 
 
@@ -155,18 +155,3 @@ def dataset_card(stats: dict) -> DatasetCard:
         "",
     ]
     return DatasetCard("\n".join(lines))
-
-
-def push_folder_to_hub(folder: Path, repo_id: str) -> None:
-    """Upload a built data-set folder to a Hub dataset repository (created if needed). A failure (no network, no
-    token, no rights) raises `OSError` in one line that says the local folder is complete."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    try:
-        api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset")
-    except Exception as err:  # huggingface_hub raises many kinds; the user needs the first line of any
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise OSError(f"Wrote {folder}, but could not push it to the Hub dataset {repo_id}: {reason}") from None
-

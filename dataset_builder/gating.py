@@ -42,6 +42,18 @@ class GatingStats:
         return {**asdict(self), "gated_out": self.gated_out}
 
 
+def audible_mixture(
+    mixture: np.ndarray, sampling_rate: int, thresholds: GatingThresholds
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per chunk of `mixture` [chunks, samples]: (loud enough, active in enough 50 ms frames), as boolean arrays."""
+    frame_len = round(thresholds.frame_seconds * sampling_rate)
+    n_chunks, chunk_len = mixture.shape
+    frames = mixture[:, : (chunk_len // frame_len) * frame_len].reshape(n_chunks, -1, frame_len)
+    loud = rms_db(mixture) >= thresholds.mixture_min_rms_db  # [n_chunks]
+    active = (rms_db(frames) > thresholds.frame_active_rms_db).mean(axis=-1) >= thresholds.min_active_fraction
+    return loud, active
+
+
 def gate_chunks(
     stems: np.ndarray, sampling_rate: int, chunk_seconds: float, thresholds: GatingThresholds
 ) -> tuple[list[int], GatingStats]:
@@ -51,17 +63,12 @@ def gate_chunks(
     skipped (counted in `short_tracks`).
     """
     chunk_len = round(chunk_seconds * sampling_rate)
-    frame_len = round(thresholds.frame_seconds * sampling_rate)
     n_stems, n_chunks = stems.shape[0], stems.shape[1] // chunk_len
     if n_chunks == 0:
         return [], GatingStats(short_tracks=1)
     chunks = np.asarray(stems[:, : n_chunks * chunk_len]).reshape(n_stems, n_chunks, chunk_len)
-    mixture = chunks.sum(axis=0)  # [n_chunks, chunk_len]
-    frames = mixture[:, : (chunk_len // frame_len) * frame_len].reshape(n_chunks, -1, frame_len)
-
-    loud_mixture = rms_db(mixture) >= thresholds.mixture_min_rms_db  # [n_chunks]
+    loud_mixture, active = audible_mixture(chunks.sum(axis=0), sampling_rate, thresholds)
     loud_stems = (rms_db(chunks) >= thresholds.stem_min_rms_db).all(axis=0)  # [n_chunks]
-    active = (rms_db(frames) > thresholds.frame_active_rms_db).mean(axis=-1) >= thresholds.min_active_fraction
     kept = loud_mixture & loud_stems & active
     stats = GatingStats(
         chunks=n_chunks,

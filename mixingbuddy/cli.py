@@ -64,9 +64,11 @@ def evaluate(args: argparse.Namespace) -> int:
 def critique(args: argparse.Namespace) -> int:
     from .critique import critique_file, format_critique
 
-    report = critique_file(args.audio, anchor=args.anchor, model=args.model or DEFAULT_MODEL, stems=args.stems,
-                           batch_size=args.batch_size, model_is_default=args.model is None, device=args.device,
-                           dtype=torch_dtype(args.dtype))
+    report = critique_file(
+        args.audio, anchor=args.anchor, model=args.model or DEFAULT_MODEL, stems=args.stems, hop_seconds=args.hop,
+        decoding=args.decoding, batch_size=args.batch_size, model_is_default=args.model is None, device=args.device,
+        dtype=torch_dtype(args.dtype), plot=args.plot,
+    )
     print(json.dumps(report, indent=2) if args.json else format_critique(report))
     return 0
 
@@ -75,7 +77,7 @@ def export(args: argparse.Namespace) -> int:
     from .models.export import export_model
 
     out = export_model(args.model, args.out, dtype=torch_dtype(args.dtype), device=args.device,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite, eval_dir=args.eval_dir, push_to_hub=args.push_to_hub)
     print(f"Wrote {out}: loads with AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True), no peft needed")
     return 0
 
@@ -139,17 +141,24 @@ def add_model_commands(commands) -> None:
     p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16",
                    help="weights of everything but the audio tower (default: bfloat16)")
     p.add_argument("--device", default="cpu", help="where to dequantize and merge (default: cpu)")
+    p.add_argument("--eval-dir", default=None, help="a folder mixingbuddy evaluate wrote: its metrics go in the card")
+    p.add_argument("--push-to-hub", metavar="REPO", default=None, help="also upload the folder to this Hub model repo")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export")
     p.set_defaults(func=export)
 
-    p = commands.add_parser("critique", help="gain-balance advice for every 10 s of an audio file")
-    p.add_argument("audio", help="an audio file soundfile can read (WAV, FLAC, OGG, ...)")
+    p = commands.add_parser("critique", help="gain-balance advice for a whole song, window by window, and a verdict")
+    p.add_argument("audio", help="an audio file soundfile can read (WAV, FLAC, OGG, MP3, ...), any rate and channels")
     p.add_argument("--anchor", required=True, help="the stem whose level is right: bass, drums or vocals")
     p.add_argument("--model", default=None, help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
     p.add_argument("--stems", type=lambda text: text.split(","), default=None, metavar="STEM,STEM,...",
                    help="the stems present in the mix, comma-separated (default: bass,drums,other,vocals)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--hop", type=float, default=None,
+                   help="seconds between window starts, at most the clip length (default: the clip length, 10)")
+    p.add_argument("--decoding", choices=DECODINGS, default="ranked",
+                   help="ranked (default) and constrained always give valid advice; greedy is the model's own words")
+    p.add_argument("--batch-size", type=int, default=8, help="windows judged at once")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (schema: README, Critique your mix)")
+    p.add_argument("--plot", default=None, metavar="FILE", help="also write the timeline as a PNG")
     add_device_options(p)
     p.set_defaults(func=critique)
 

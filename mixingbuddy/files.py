@@ -1,5 +1,6 @@
-"""Files and folders: telling a local path from a Hub id, and writing safely — atomically (a reader sees the old
-version or the whole new one), replacing only what MixingBuddy wrote, clearing what a dead process of ours left."""
+"""Files and folders: telling a local path from a Hub id, writing safely — atomically (a reader sees the old version
+or the whole new one), replacing only what MixingBuddy wrote, clearing what a dead process of ours left — and uploading
+a folder to the Hub."""
 
 from __future__ import annotations
 
@@ -164,3 +165,17 @@ def _replace(source: Path, target: Path) -> None:
         shutil.rmtree(retired)
     else:
         retired.unlink()
+
+
+def push_folder_to_hub(folder: Path, repo_id: str, repo_type: str = "model") -> None:
+    """Upload `folder` to a Hub repository (created if needed). A failure (no network, no token, no rights) raises
+    `OSError` in one line that says the local folder is complete."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type)
+    except Exception as err:  # huggingface_hub raises many kinds; the user needs the first line of any
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OSError(f"Wrote {folder}, but could not push it to the Hub {repo_type} {repo_id}: {reason}") from None

@@ -83,7 +83,7 @@ def test_hub_folder_round_trip_in_a_fresh_offline_process(tmp_path):
             "modeling_mixingbuddy.py", "processing_mixingbuddy.py", "vocabulary_mixingbuddy.py", "processor_config.json",
             "tokenizer.json", "tokenizer_config.json"} <= files
     config = json.loads((folder / "config.json").read_text())
-    assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM"}
+    assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForMultimodalLM"}
     assert json.loads((folder / "generation_config.json").read_text())["do_sample"] is False
 
     prompts, clips = make_prompts(processor)[:2], make_clips(2)

@@ -7,7 +7,6 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
 from datasets import load_dataset
 from tqdm.auto import tqdm
 
@@ -16,28 +15,18 @@ from ..files import check_location, check_output_folder, read_marker, write_mark
 from ..models.checkpoints import load_model
 from ..training.collator import FlawedMixCollator
 from . import DECODINGS
-from .constrained import constrained_generate_kwargs
-from .ranked import rank_advice
+from .decoding import decode_advice
 from .report import prediction_line, write_report
 from .scoring import example_uid, prediction_record
 
 
-@torch.no_grad()
 def generate_advice(
     model, collator: FlawedMixCollator, rows: list[dict], decoding: str = "greedy", ranked_chunk_size: int | None = None
 ) -> list[str]:
-    """Answers for a batch of data-set rows (left padding, KV cache): greedy; greedy constrained to valid advice; or
-    ranked, the valid advice with the largest probability summed over its wordings (`rank_advice`)."""
+    """Answers for a batch of data-set rows (left padding, KV cache) with one of the three decodings (`decode_advice`)."""
     inputs = collator(rows, labels=False).to(model.device)
-    prompt_length = inputs["input_ids"].shape[1]
     prompts = [(r["stems_present"], r["anchor_stem"]) for r in rows]
-    if decoding == "ranked":
-        return rank_advice(model, collator.processor, inputs, prompts, ranked_chunk_size)
-    kwargs = {}
-    if decoding == "constrained":
-        kwargs = constrained_generate_kwargs(collator.processor, [a for _, a in prompts], [s for s, _ in prompts], prompt_length)
-    generated = model.generate(**inputs, do_sample=False, **kwargs)
-    return collator.processor.batch_decode(generated[:, prompt_length:], skip_special_tokens=True)
+    return decode_advice(model, collator.processor, inputs, prompts, decoding, ranked_chunk_size)
 
 
 def check_evaluation_arguments(decodings, batch_size: int, limit: int | None) -> None:

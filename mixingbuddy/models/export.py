@@ -3,12 +3,14 @@ bitsandbytes."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
 
-from ..files import atomic_folder, check_output_folder
+from ..files import atomic_folder, check_output_folder, push_folder_to_hub
+from .card import write_model_card
 from .checkpoints import ADAPTER_RECORD, is_small, load_adapter_model, load_model, quiet_progress
 
 
@@ -18,14 +20,23 @@ def export_model(
     dtype: torch.dtype = torch.bfloat16,
     device: str = "cpu",
     overwrite: bool = False,
+    eval_dir: str | os.PathLike | None = None,
+    push_to_hub: str | None = None,
 ) -> Path:
-    """Write `model_dir`'s model to `out_dir` in Hub layout, everything but the audio tower in `dtype`.
+    """Write `model_dir`'s model to `out_dir` in Hub layout, everything but the audio tower in `dtype`, with a model
+    card (its metrics and confusion plots from `eval_dir`, a folder `mixingbuddy evaluate` wrote); with `push_to_hub`,
+    upload it to that Hub repository.
 
     An adapter folder's quantized language model is dequantized to float32 first and LoRA merged into it exactly, so
     the export computes what the adapter model computes, up to the rounding to `dtype`.
     """
     out = check_output_folder(out_dir, overwrite, kind="model")  # before minutes of loading
+    if eval_dir is not None and not (Path(eval_dir) / "metrics.json").is_file():
+        raise FileNotFoundError(f"{eval_dir} holds no metrics.json: pass a folder that mixingbuddy evaluate wrote.")
+    base_models = ()
     if (Path(model_dir) / ADAPTER_RECORD).is_file():
+        record = json.loads((Path(model_dir) / ADAPTER_RECORD).read_text())
+        base_models = (record["audio_encoder"], record["language_model"])
         model, processor = load_adapter_model(model_dir, device, dequantize=True)
         model = model.merge_and_unload()
     else:
@@ -37,4 +48,7 @@ def export_model(
     with atomic_folder(out, overwrite=overwrite, kind="model") as staging, quiet_progress(is_small(model)):
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
+        write_model_card(staging, model.config, push_to_hub or str(out), eval_dir, base_models)
+    if push_to_hub:
+        push_folder_to_hub(out, push_to_hub)
     return out

@@ -1,0 +1,92 @@
+"""MixingBuddy's web page, a Gradio app in the Hugging Face Spaces convention: upload a mix, name the anchor and the
+stems present, and get advice for every 10 s window, the song's verdict and a timeline.
+
+    python app.py --model DIR [--port 7860]     # no --model: the demo's model, demo_out/model
+
+Needs the `app` extra (`pip install -e ".[app]"`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import gradio as gr
+
+from mixingbuddy.cli import DEFAULT_MODEL
+from mixingbuddy.critique import critique_audio, open_audio
+from mixingbuddy.critique.audio import format_time
+from mixingbuddy.critique.plot import timeline_figure
+from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS, TARGET_STEMS
+from mixingbuddy.models.checkpoints import load_model
+
+MAX_MINUTES = 20  # longer songs: the command line, `mixingbuddy critique`, takes any length
+MAX_FILE_SIZE = "200mb"
+
+
+def report_markdown(report: dict) -> str:
+    summary = report["summary"]
+    lines = [f"### Verdict: {summary['verdict']}", ""]
+    lines += [f"- {line}" for line in summary["lines"][1 if summary["conclusive"] else 0 :]]
+    if report["skipped"]:
+        lines.append(f"- {len(report['skipped'])} window(s) too quiet to judge")
+    return "\n".join(lines)
+
+
+def build_app(model_dir: str) -> gr.Blocks:
+    """The page, with the model loaded once."""
+    model, processor = load_model(model_dir)
+
+    def critique(path, anchor, stems, progress=gr.Progress(track_tqdm=True)):
+        try:
+            if path is None:
+                raise ValueError("Upload a mix first.")
+            audio = open_audio(path)
+            if audio.seconds > MAX_MINUTES * 60:
+                raise ValueError(f"{Path(path).name} lasts {format_time(audio.seconds)}; this page takes songs of up "
+                                 f"to {MAX_MINUTES} minutes (the command line, mixingbuddy critique, takes any length).")
+            report = critique_audio(audio, anchor, model, processor, stems, model_name=model_dir)
+        except (ValueError, OSError) as err:
+            message = str(err).replace(str(path), Path(path).name) if path else str(err)
+            return f"### Cannot critique this file\n\n{message}", [], None
+        rows = [[format_time(w["start"]), format_time(w["end"]), w["advice"]] for w in report["windows"]]
+        rows += [[format_time(w["start"]), format_time(w["end"]), w["reason"]] for w in report["skipped"]]
+        return report_markdown(report), sorted(rows), timeline_figure(report)
+
+    with gr.Blocks(title="MixingBuddy") as page:
+        gr.Markdown("# MixingBuddy\nUpload a mix; name the stem whose level is right (the anchor) and the stems you "
+                    "used. Each 10 s of the song gets gain-balance advice.")
+        with gr.Row():
+            upload = gr.File(label="Mix: WAV, FLAC, OGG or MP3, up to 20 minutes", type="filepath")
+            with gr.Column():
+                anchor = gr.Radio(list(TARGET_STEMS), value="vocals", label="Anchor: the stem whose level is right")
+                stems = gr.CheckboxGroup(list(STEMS), value=list(STEMS), label="Stems in the mix")
+                button = gr.Button("Critique", variant="primary")
+        verdict = gr.Markdown(elem_id="verdict")
+        timeline = gr.Plot(label="Timeline")
+        windows = gr.Dataframe(headers=["start", "end", "advice"], label="Advice per window", elem_id="windows")
+        button.click(critique, inputs=[upload, anchor, stems], outputs=[verdict, windows, timeline])
+    return page
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    if args.model is None and not Path(DEFAULT_MODEL).is_dir():
+        print(f"app.py: error: no model: run `make demo` to make {DEFAULT_MODEL}, or pass --model DIR", file=sys.stderr)
+        return 2
+    try:
+        page = build_app(args.model or DEFAULT_MODEL)
+    except (ValueError, OSError) as err:
+        print(f"app.py: error: {err}", file=sys.stderr)
+        return 2
+    page.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Critique a whole song: advice for each window of the model's clip length, windows too quiet to judge set aside,
+and a verdict for the song.
+
+The report (`critique_file`, and `mixingbuddy critique --json`) is a dict:
+
+- `file`, `anchor`, `stems` (present in the mix), `model`, `decoding`, `hop_seconds`, `duration_seconds`;
+- `windows`: one per judged window, in time order: `start`, `end` (seconds), `advice` (the text), and its reading
+  `stem`, `direction` ("increase", "decrease", "none"), `min_db`, `max_db` (as `parse_advice` gives them);
+- `skipped`: `start`, `end` and `reason` of each window too quiet to judge;
+- `summary`: `verdict` (one line), `conclusive` (whether one advice comes from at least half the judged windows),
+  `lines` (one per advice, most frequent first) and `segments` (runs of consecutive windows with the same advice:
+  `start`, `end`, `stem`, `direction`, `windows`).
+"""
+
+from __future__ import annotations
+
+from tqdm.auto import tqdm
+
+from ..evaluation.decoding import decode_advice
+from ..hub.vocabulary_mixingbuddy import STEMS, parse_advice, validate_stems
+from ..models.checkpoints import load_model
+from .audio import AudioFile, format_time, open_audio
+from .plot import write_timeline
+from .summary import summarize
+from .windows import too_quiet, window_spans
+
+
+def critique_audio(
+    audio: AudioFile,
+    anchor: str,
+    model,
+    processor,
+    stems=None,
+    hop_seconds: float | None = None,
+    decoding: str = "ranked",
+    batch_size: int = 8,
+    model_name: str | None = None,
+) -> dict:
+    """The report (see the module's docstring) for an opened audio file, with a loaded model and processor.
+
+    Windows are read one at a time and judged `batch_size` at a time on the model's device, so memory does not grow
+    with the song. The default decoding, ranked, only ever gives valid advice for the stems present and the anchor.
+    """
+    stems = validate_stems(stems or STEMS, anchor)
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}.")
+    prompt = processor.apply_chat_template(processor.build_conversation(anchor, stems), add_generation_prompt=True)
+    spans = window_spans(audio.frames, audio.rate, processor.clip_seconds, hop_seconds)
+    windows, skipped, pending = [], [], []
+
+    def judge():
+        inputs = processor(text=[prompt] * len(pending), audio=[clip for _, clip in pending], sampling_rate=audio.rate)
+        texts = decode_advice(model, processor, inputs.to(model.device), [(stems, anchor)] * len(pending), decoding)
+        windows.extend({**span, "advice": text.strip(), **parse_advice(text)} for (span, _), text in zip(pending, texts))
+        pending.clear()
+
+    for start, stop in tqdm(spans, desc="critique", unit="window"):
+        clip = audio.read(start, stop)  # [frames, channels]
+        span = {"start": round(start / audio.rate, 2), "end": round(stop / audio.rate, 2)}
+        if reason := too_quiet(clip.mean(axis=1), audio.rate):
+            skipped.append({**span, "reason": reason})
+            continue
+        pending.append((span, clip))
+        if len(pending) == batch_size:
+            judge()
+    if pending:
+        judge()
+    return {
+        "file": str(audio.path), "anchor": anchor, "stems": stems, "model": model_name, "decoding": decoding,
+        "hop_seconds": hop_seconds or processor.clip_seconds, "duration_seconds": round(audio.seconds, 2),
+        "windows": windows, "skipped": skipped, "summary": summarize(windows),
+    }
+
+
+def critique_file(
+    audio_path,
+    anchor: str,
+    model: str,
+    stems=None,
+    hop_seconds: float | None = None,
+    decoding: str = "ranked",
+    batch_size: int = 8,
+    model_is_default: bool = False,
+    device=None,
+    dtype=None,
+    plot=None,
+) -> dict:
+    """`critique_audio` of a file, with the model loaded by `load_model` on `device` in `dtype`; with `plot`, the
+    timeline PNG is written there. The file, the stems and the anchor are checked before the model loads."""
+    audio = open_audio(audio_path)
+    validate_stems(stems or STEMS, anchor)
+    mb_model, processor = load_model(model, is_default=model_is_default, device=device, dtype=dtype)
+    report = critique_audio(audio, anchor, mb_model, processor, stems, hop_seconds, decoding, batch_size, model)
+    if plot is not None:
+        write_timeline(report, plot)
+    return report
+
+
+def format_critique(report: dict) -> str:
+    """The report as text: a line per window, then the verdict and the line of each advice."""
+    lines = [f"{report['file']} ({format_time(report['duration_seconds'])}, anchor: {report['anchor']}, "
+             f"stems: {', '.join(report['stems'])})"]
+    rows = [(w["start"], w["end"], w["advice"]) for w in report["windows"]]
+    rows += [(w["start"], w["end"], f"({w['reason']})") for w in report["skipped"]]
+    lines += [f"  {format_time(start):>6}–{format_time(end):<6} {text}" for start, end, text in sorted(rows)]
+    summary = report["summary"]
+    lines.append(f"Verdict: {summary['verdict']}")
+    lines += [f"  - {line}" for line in summary["lines"][1 if summary["conclusive"] else 0 :]]
+    return "\n".join(lines)
+
+
+__all__ = ["critique_audio", "critique_file", "format_critique", "open_audio"]

@@ -1,0 +1,222 @@
+"""The critique of a whole song: window maths, quiet windows, the verdict, the JSON report and the timeline, and odd
+and bad files through the command line."""
+
+import json
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from mixingbuddy.cli import main
+from mixingbuddy.critique import critique_audio, open_audio
+from mixingbuddy.critique.summary import summarize
+from mixingbuddy.critique.windows import too_quiet, window_spans
+from mixingbuddy.models.tiny import build_tiny_model_and_processor, save_tiny_checkpoint
+
+RATE = 24000
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("critique") / "model")
+
+
+def noise(seconds: float, rate: int = RATE, channels: int = 2, level: float = 0.1, seed: int = 0) -> np.ndarray:
+    return (level * np.random.default_rng(seed).standard_normal((int(seconds * rate), channels))).astype(np.float32)
+
+
+# Window maths
+
+
+@pytest.mark.parametrize("seconds, hop, expected", [
+    (35, None, [(0, 10), (10, 20), (20, 30), (25, 35)]),  # the last window ends at the song's end
+    (30, None, [(0, 10), (10, 20), (20, 30)]),
+    (5, None, [(0, 5)]),  # shorter than a clip: one window
+    (22, 5, [(0, 10), (5, 15), (10, 20), (12, 22)]),
+])
+def test_windows_cover_the_whole_song_and_none_is_mostly_padding(seconds, hop, expected):
+    spans = window_spans(seconds * RATE, RATE, 10.0, hop)
+    assert [(start // RATE, stop // RATE) for start, stop in spans] == expected
+    covered = np.zeros(seconds * RATE, dtype=bool)
+    for start, stop in spans:
+        covered[start:stop] = True
+        assert stop - start == min(10 * RATE, seconds * RATE)
+    assert covered.all() and spans[-1][1] == seconds * RATE
+
+
+@pytest.mark.parametrize("hop", [0, -1, 10.5])
+def test_a_hop_that_would_leave_gaps_is_refused(hop):
+    with pytest.raises(ValueError, match=r"--hop must lie in \(0, 10\] seconds"):
+        window_spans(60 * RATE, RATE, 10.0, hop)
+
+
+def test_quiet_windows_are_not_judged():
+    loud = noise(10, channels=1)[:, 0]
+    assert too_quiet(loud, RATE) is None
+    assert "mix below -35 dBFS" in too_quiet(loud * 10 ** (-40 / 20), RATE)
+    assert "mix below -35 dBFS" in too_quiet(np.zeros(10 * RATE, dtype=np.float32), RATE)
+    sparse = loud.copy()
+    sparse[RATE:] = 0  # sound in 10 % of the window, loud enough overall
+    assert "sound in under 20% of the window" in too_quiet(sparse * 3, RATE)
+
+
+# The verdict
+
+
+def window(start, stem, direction, low=3.0, high=6.0):
+    balanced = direction == "none"
+    return {"start": start, "end": start + 10, "advice": "...", "stem": None if balanced else stem,
+            "direction": direction, "min_db": None if balanced else low, "max_db": None if balanced else high}
+
+
+def test_windows_that_agree_are_merged_and_give_the_verdict():
+    windows = [window(0, None, "none")] + [window(10 * i, "vocals", "increase") for i in range(1, 5)]
+    windows += [window(50, "drums", "decrease", 6.0, 12.0)]
+    summary = summarize(windows)
+    assert summary["conclusive"]
+    assert summary["verdict"] == "vocals too quiet in 4 of 6 windows (0:10–0:50): raise them 3–6 dB"
+    assert summary["lines"][1:] == ["balanced in 1 of 6 windows (0:00–0:10)",
+                                    "drums too loud in 1 of 6 windows (0:50–1:00): lower them 6–12 dB"]
+    assert [(s["start"], s["end"], s["stem"], s["windows"]) for s in summary["segments"]] == [
+        (0, 10, None, 1), (10, 50, "vocals", 4), (50, 60, "drums", 1)]
+    bass = summarize([window(0, "bass", "decrease")])
+    assert bass["verdict"] == "bass too loud in 1 of 1 windows (0:00–0:10): lower it 3–6 dB"
+
+
+def test_windows_that_disagree_too_much_give_no_verdict():
+    windows = [window(0, "bass", "increase"), window(10, "drums", "decrease"), window(20, None, "none")]
+    summary = summarize(windows)
+    assert not summary["conclusive"] and summary["verdict"] == "the windows disagree too much to conclude"
+    assert len(summary["lines"]) == 3
+    assert summarize([])["verdict"] == "nothing to judge: every window is too quiet"
+
+
+def test_the_critique_reads_windows_one_at_a_time(tmp_path):
+    """Half an hour of audio (mostly silent, so that it is quick) in bounded memory: never the whole file at once."""
+    model, processor = build_tiny_model_and_processor()
+    path = tmp_path / "long.wav"
+    with sf.SoundFile(path, "w", samplerate=22050, channels=2, subtype="PCM_16") as file:
+        for minute in range(30):
+            block = np.zeros((60 * 22050, 2), dtype=np.float32)
+            if minute in (3, 17):
+                block[:] = noise(60, 22050, seed=minute)
+            file.write(block)
+    tracemalloc.start()
+    report = critique_audio(open_audio(path), "vocals", model, processor, decoding="greedy", batch_size=4)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert report["duration_seconds"] == 1800.0 and len(report["windows"]) == 12 and len(report["skipped"]) == 168
+    assert peak < 60 * 2**20  # the file decoded whole would be 635 MB
+
+
+# The command line: the JSON report, the plot, and odd and bad files
+
+
+def critique(capsys, *argv):
+    code = main(["critique", *map(str, argv)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_json_report_follows_its_schema(checkpoint, tmp_path, capsys):
+    path = tmp_path / "song.flac"
+    audio = noise(35, 44100)
+    audio[10 * 44100 : 20 * 44100] = 0
+    sf.write(path, audio, 44100)
+    code, out, _ = critique(capsys, path, "--anchor", "drums", "--stems", "bass,drums,vocals", "--model", checkpoint,
+                            "--json", "--plot", tmp_path / "timeline.png")
+    assert code == 0
+    report = json.loads(out)
+    assert set(report) == {"file", "anchor", "stems", "model", "decoding", "hop_seconds", "duration_seconds",
+                           "windows", "skipped", "summary"}
+    assert (report["anchor"], report["stems"], report["decoding"]) == ("drums", ["bass", "drums", "vocals"], "ranked")
+    assert [(w["start"], w["end"]) for w in report["windows"]] == [(0, 10), (20, 30), (25, 35)]
+    assert report["skipped"] == [{"start": 10.0, "end": 20.0, "reason": "too quiet to judge (mix below -35 dBFS)"}]
+    for w in report["windows"]:
+        assert set(w) == {"start", "end", "advice", "stem", "direction", "min_db", "max_db"}
+        assert w["stem"] in (None, "bass", "vocals") and w["direction"] in ("increase", "decrease", "none")
+    assert set(report["summary"]) == {"verdict", "conclusive", "lines", "segments"}
+    assert (tmp_path / "timeline.png").read_bytes().startswith(PNG)
+
+
+def sine(seconds, rate, channels, level=0.3):
+    t = np.arange(int(seconds * rate)) / rate
+    return np.repeat((level * np.sin(2 * np.pi * 220 * t))[:, None], channels, axis=1).astype(np.float32)
+
+
+VALID = {
+    "silent.wav": lambda p: sf.write(p, np.zeros((15 * RATE, 2), dtype=np.float32), RATE),
+    "clipped.wav": lambda p: sf.write(p, np.clip(noise(15, level=0.9), -1, 1), RATE),
+    "six_channels_96k.wav": lambda p: sf.write(p, noise(12, 96000, channels=6), 96000),
+    "eight_bit.wav": lambda p: sf.write(p, sine(12, 22050, 1), 22050, subtype="PCM_U8"),
+    "song.ogg": lambda p: sf.write(p, sine(12, 44100, 2), 44100, format="OGG", subtype="VORBIS"),
+    "song.mp3": lambda p: sf.write(p, sine(12, 44100, 2), 44100, format="MP3", subtype="MPEG_LAYER_III"),
+}
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_valid_odd_files_get_a_critique(checkpoint, tmp_path, capsys, name):
+    path = tmp_path / name
+    VALID[name](path)
+    code, out, err = critique(capsys, path, "--anchor", "vocals", "--model", checkpoint, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    if name == "silent.wav":
+        assert report["windows"] == [] and report["summary"]["verdict"].startswith("nothing to judge")
+    else:
+        assert report["windows"] and all(w["direction"] in ("increase", "decrease", "none") for w in report["windows"])
+
+
+INVALID = {
+    "nan.wav": (lambda p: sf.write(p, np.where(np.arange(12 * RATE)[:, None] == 5 * RATE, np.nan, 0.1) * np.ones(
+        (1, 2)), RATE, subtype="FLOAT"), "contains NaN or infinite samples (at 0:05)"),
+    "inf.wav": (lambda p: sf.write(p, np.full((12 * RATE, 1), np.inf), RATE, subtype="FLOAT"), "NaN or infinite"),
+    "half_second.wav": (lambda p: sf.write(p, noise(0.5), RATE), "lasts 0.50 s; at least 1 s is needed"),
+    "corrupt.wav": (lambda p: p.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64)), "Cannot read"),
+    "text.wav": (lambda p: p.write_text("these are not samples\n" * 100), "Cannot read"),
+    "empty.wav": (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
+    "missing.wav": (lambda p: None, "does not exist"),
+    "folder.wav": (lambda p: p.mkdir(), "is a folder, not an audio file"),
+}
+
+
+@pytest.mark.parametrize("name", INVALID)
+def test_invalid_files_are_one_line_naming_the_file(checkpoint, tmp_path, capsys, name):
+    make, message = INVALID[name]
+    path = tmp_path / name
+    make(path)
+    code, _, err = critique(capsys, path, "--anchor", "vocals", "--model", checkpoint)
+    assert code == 2 and err.count("error:") == 1 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert str(path) in last and message in last
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--anchor", "piano"], "The anchor must be one of ['bass', 'drums', 'vocals'], got 'piano'"),
+    (["--anchor", "vocals", "--stems", "bass,drums"], "Anchor stem 'vocals' is not among the stems present"),
+    (["--anchor", "vocals", "--stems", "bass,kazoo"], "Unknown stem name(s) ['kazoo']"),
+    (["--anchor", "vocals", "--hop", "12"], "--hop must lie in (0, 10] seconds"),
+])
+def test_bad_arguments_are_one_line(checkpoint, tmp_path, capsys, argv, message):
+    path = tmp_path / "song.wav"
+    sf.write(path, noise(12), RATE)
+    code, _, err = critique(capsys, path, *argv, "--model", checkpoint)
+    assert code == 2 and message in err.strip().splitlines()[-1]
+
+
+def test_the_command_prints_the_verdict(checkpoint, tmp_path):
+    path = tmp_path / "song.wav"
+    sf.write(path, noise(25), RATE)
+    command = [sys.executable, "-m", "mixingbuddy", "critique", str(path), "--anchor", "bass", "--model",
+               str(checkpoint), "--hop", "5"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == f"{path} (0:25, anchor: bass, stems: bass, drums, other, vocals)"
+    assert len([line for line in lines if "–" in line and "dB" in line or "balanced" in line]) >= 4
+    assert any(line.startswith("Verdict: ") for line in lines)
