@@ -34,25 +34,31 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def critique_upload(model, processor, model_name: str, path: str | None, anchor: str, stems):
+    """What the page shows for an upload: (verdict or error as markdown, rows of the window table, timeline figure).
+    Files it cannot critique get a message that names the uploaded file, never a stack trace."""
+    try:
+        if path is None:
+            raise ValueError("Upload a mix first.")
+        audio = open_audio(path)
+        if audio.seconds > MAX_MINUTES * 60:
+            raise ValueError(f"{Path(path).name} lasts {format_time(audio.seconds)}; this page takes songs of up to "
+                             f"{MAX_MINUTES} minutes (the command line, mixingbuddy critique, takes any length).")
+        report = critique_audio(audio, anchor, model, processor, stems, model_name=model_name)
+    except (ValueError, OSError) as err:
+        message = str(err).replace(str(path), Path(path).name) if path else str(err)
+        return f"### Cannot critique this file\n\n{message}", [], None
+    rows = [[format_time(w["start"]), format_time(w["end"]), w["advice"]] for w in report["windows"]]
+    rows += [[format_time(w["start"]), format_time(w["end"]), w["reason"]] for w in report["skipped"]]
+    return report_markdown(report), sorted(rows), timeline_figure(report)
+
+
 def build_app(model_dir: str) -> gr.Blocks:
     """The page, with the model loaded once."""
     model, processor = load_model(model_dir)
 
     def critique(path, anchor, stems, progress=gr.Progress(track_tqdm=True)):
-        try:
-            if path is None:
-                raise ValueError("Upload a mix first.")
-            audio = open_audio(path)
-            if audio.seconds > MAX_MINUTES * 60:
-                raise ValueError(f"{Path(path).name} lasts {format_time(audio.seconds)}; this page takes songs of up "
-                                 f"to {MAX_MINUTES} minutes (the command line, mixingbuddy critique, takes any length).")
-            report = critique_audio(audio, anchor, model, processor, stems, model_name=model_dir)
-        except (ValueError, OSError) as err:
-            message = str(err).replace(str(path), Path(path).name) if path else str(err)
-            return f"### Cannot critique this file\n\n{message}", [], None
-        rows = [[format_time(w["start"]), format_time(w["end"]), w["advice"]] for w in report["windows"]]
-        rows += [[format_time(w["start"]), format_time(w["end"]), w["reason"]] for w in report["skipped"]]
-        return report_markdown(report), sorted(rows), timeline_figure(report)
+        return critique_upload(model, processor, model_dir, path, anchor, stems)
 
     with gr.Blocks(title="MixingBuddy") as page:
         gr.Markdown("# MixingBuddy\nUpload a mix; name the stem whose level is right (the anchor) and the stems you "

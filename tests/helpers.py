@@ -81,3 +81,17 @@ def write_component_folders(root: Path):
     text_model.save_pretrained(root / "qwen")
     tokenizer.save_pretrained(root / "qwen")
     return root, hubert, text_model
+
+
+INVALID_AUDIO = {  # file name -> (how to make it, what the one-line error says)
+    "nan.wav": (lambda p: sf.write(p, np.where(np.arange(12 * 24000)[:, None] == 5 * 24000, np.nan, 0.1) * np.ones(
+        (1, 2)), 24000, subtype="FLOAT"), "contains NaN or infinite samples (at 0:05)"),
+    "inf.wav": (lambda p: sf.write(p, np.full((12 * 24000, 1), np.inf), 24000, subtype="FLOAT"), "NaN or infinite"),
+    "half_second.wav": (lambda p: sf.write(p, np.full((12000, 2), 0.1, dtype=np.float32), 24000),
+                        "lasts 0.50 s; at least 1 s is needed"),
+    "corrupt.wav": (lambda p: p.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64)), "Cannot read"),
+    "text.wav": (lambda p: p.write_text("these are not samples\n" * 100), "Cannot read"),
+    "empty.wav": (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
+    "missing.wav": (lambda p: None, "does not exist"),
+    "folder.wav": (lambda p: p.mkdir(), "is a folder, not an audio file"),
+}

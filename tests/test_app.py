@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import INVALID_AUDIO
 from playwright.sync_api import sync_playwright
 
-from mixingbuddy.models.tiny import save_tiny_checkpoint
+from mixingbuddy.models.tiny import build_tiny_model_and_processor, save_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -22,7 +23,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 
 
 def free_port() -> int:
@@ -80,6 +81,7 @@ def critique_on_the_page(page, path: Path, anchor: str) -> None:
     page.get_by_role("button", name="Critique").click()
 
 
+@needs_chromium
 def test_a_mix_gets_advice_per_window_a_verdict_and_a_timeline(page, tmp_path):
     mix = tmp_path / "my mix.wav"
     audio = (0.1 * np.random.default_rng(0).standard_normal((35 * 44100, 2))).astype(np.float32)
@@ -95,6 +97,7 @@ def test_a_mix_gets_advice_per_window_a_verdict_and_a_timeline(page, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "critique.png"), full_page=True)
 
 
+@needs_chromium
 def test_a_file_that_is_not_audio_gets_a_readable_message(page, tmp_path):
     fake = tmp_path / "notes.wav"
     fake.write_text("these are notes, not samples\n" * 50)
@@ -103,3 +106,27 @@ def test_a_file_that_is_not_audio_gets_a_readable_message(page, tmp_path):
     message = page.inner_text("#verdict")
     assert "Cannot read notes.wav as audio" in message and "Traceback" not in message
     page.screenshot(path=str(ARTIFACTS / "not_audio.png"), full_page=True)
+
+
+@pytest.mark.parametrize("name", ["half_second.wav", "corrupt.wav", "text.wav", "empty.wav", "nan.wav"])
+def test_every_bad_upload_gets_a_message_naming_it(tmp_path, name):
+    """The page's code on the bad files of the command-line tests (no browser needed)."""
+    import app
+
+    model, processor = build_tiny_model_and_processor()
+    make, message = INVALID_AUDIO[name]
+    path = tmp_path / name
+    make(path)
+    markdown, rows, figure = app.critique_upload(model, processor, "tiny", str(path), "vocals", ["bass", "vocals"])
+    assert markdown.startswith("### Cannot critique this file") and message.replace(str(path), name) in markdown
+    assert str(tmp_path) not in markdown and rows == [] and figure is None
+
+
+def test_an_upload_longer_than_the_page_takes_is_refused(tmp_path):
+    import app
+
+    model, processor = build_tiny_model_and_processor()
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros((21 * 60 * 8000, 1), dtype=np.int16), 8000, subtype="PCM_16")
+    markdown, _, _ = app.critique_upload(model, processor, "tiny", str(path), "vocals", None)
+    assert "long.wav lasts 21:00; this page takes songs of up to 20 minutes" in markdown

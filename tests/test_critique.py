@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from helpers import INVALID_AUDIO as INVALID
+
 from mixingbuddy.cli import main
 from mixingbuddy.critique import critique_audio, open_audio
 from mixingbuddy.critique.summary import summarize
@@ -170,19 +172,6 @@ def test_valid_odd_files_get_a_critique(checkpoint, tmp_path, capsys, name):
         assert report["windows"] == [] and report["summary"]["verdict"].startswith("nothing to judge")
     else:
         assert report["windows"] and all(w["direction"] in ("increase", "decrease", "none") for w in report["windows"])
-
-
-INVALID = {
-    "nan.wav": (lambda p: sf.write(p, np.where(np.arange(12 * RATE)[:, None] == 5 * RATE, np.nan, 0.1) * np.ones(
-        (1, 2)), RATE, subtype="FLOAT"), "contains NaN or infinite samples (at 0:05)"),
-    "inf.wav": (lambda p: sf.write(p, np.full((12 * RATE, 1), np.inf), RATE, subtype="FLOAT"), "NaN or infinite"),
-    "half_second.wav": (lambda p: sf.write(p, noise(0.5), RATE), "lasts 0.50 s; at least 1 s is needed"),
-    "corrupt.wav": (lambda p: p.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64)), "Cannot read"),
-    "text.wav": (lambda p: p.write_text("these are not samples\n" * 100), "Cannot read"),
-    "empty.wav": (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
-    "missing.wav": (lambda p: None, "does not exist"),
-    "folder.wav": (lambda p: p.mkdir(), "is a folder, not an audio file"),
-}
 
 
 @pytest.mark.parametrize("name", INVALID)
