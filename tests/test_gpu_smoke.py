@@ -14,7 +14,8 @@ def test_the_smoke_check_passes_on_a_tiny_model_on_the_cpu(capsys, monkeypatch, 
         runpy.run_path(str(BENCH), run_name="__main__")
     except SystemExit as exit_:
         code = exit_.code
-    summary = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out  # the Trainer's log lines, then the summary
+    summary = json.loads(out[out.index('{\n  "device"') :])
     assert code == 0 and summary["ok"], json.dumps(summary, indent=2)
     for pooling, tokens in ((1, 749), (10, 75)):
         training = summary[f"training_pooling_{pooling}"]
