@@ -268,3 +268,14 @@ def test_the_weighted_norm_loss_does_not_swamp_the_lm_loss_at_initialisation():
     assert 40 < audio_norm < 70
     assert config.aux_loss_weight * out.aux_loss.item() < 1.0
     assert config.aux_loss_weight * (audio_norm - 1.0) ** 2 > 100  # what a plain squared difference would weigh
+
+
+def test_the_audio_tower_runs_once_per_generate_call(tiny, batch):
+    model, _ = tiny
+    calls = []
+    handle = model.model.audio_tower.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        model.generate(**batch, max_new_tokens=6, min_new_tokens=6)
+    finally:
+        handle.remove()
+    assert calls == [1]  # the prompt pass; the decoding steps reuse the KV cache and get no audio
