@@ -18,6 +18,7 @@ from mixingbuddy.cli import DEFAULT_MODEL
 from mixingbuddy.critique import critique_audio, open_audio
 from mixingbuddy.critique.audio import format_time
 from mixingbuddy.critique.plot import timeline_figure
+from mixingbuddy.critique.summary import other_lines
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS, TARGET_STEMS
 from mixingbuddy.models.checkpoints import load_model
 
@@ -28,7 +29,7 @@ MAX_FILE_SIZE = "200mb"
 def report_markdown(report: dict) -> str:
     summary = report["summary"]
     lines = [f"### Verdict: {summary['verdict']}", ""]
-    lines += [f"- {line}" for line in summary["lines"][1 if summary["conclusive"] else 0 :]]
+    lines += [f"- {line}" for line in other_lines(summary)]
     if report["skipped"]:
         lines.append(f"- {len(report['skipped'])} window(s) too quiet to judge")
     return "\n".join(lines)

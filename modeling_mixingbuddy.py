@@ -256,7 +256,7 @@ class MixingBuddyModel(MixingBuddyPreTrainedModel):
         """Pull each clip's mean audio-token L2 norm towards the mean norm of its prompt's real text tokens, on a log
         scale: the squared log of their ratio. A plain squared difference would be (54 - 1)² ≈ 2,800 for a paper-sized
         projector at initialisation (token norms ≈ 54) against text embeddings of norm ≈ 1 and swamp the LM loss; the
-        log ratio is ln(54)² ≈ 16 there, and it treats a norm twice too large and one half too large alike."""
+        log ratio is ln(54)² ≈ 16 there, and it treats a norm twice as large and one half as large alike."""
         # inputs_embeds: [batch, seq, dim] (before the merge), text_mask: [batch, seq], audio_embeds: [batch, tokens, dim]
         text_norms = inputs_embeds.detach().float().norm(dim=-1)
         target = (text_norms * text_mask).sum(1) / text_mask.sum(1).clamp(min=1)

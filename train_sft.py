@@ -1,14 +1,14 @@
 """Fine-tune MixingBuddy on the flawed-mix data set with TRL.
 
-    accelerate launch train_sft.py --config configs/paper.yaml      # MERT + Qwen2-7B-Instruct, QLoRA, on CUDA
-    accelerate launch train_sft.py --config configs/tiny.yaml       # tiny log-mel model, on CPU
-    accelerate launch train_sft.py --config configs/tiny.yaml --max_steps 50 --output_dir runs/try
+    accelerate launch --config_file configs/accelerate/single.yaml train_sft.py --config configs/paper.yaml   # QLoRA
+    accelerate launch --config_file configs/accelerate/single.yaml train_sft.py --config configs/tiny.yaml    # CPU
+    python train_sft.py --config configs/tiny.yaml --max_steps 50 --output_dir runs/try                        # the same
 
 Any field of TRL's `ScriptArguments`, `SFTConfig` and `ModelConfig` (quantization and LoRA) or of
 `mixingbuddy.training.run.MixingBuddyArguments` can be set in the YAML file or on the command line. When training
-ends, `output_dir` holds the final model in Hub layout (LoRA merged), loadable with
-`AutoModelForCausalLM.from_pretrained(output_dir, trust_remote_code=True)`; with LoRA, the adapter alone (LoRA,
-projector, layer weights, advice head) is in `output_dir/adapter`.
+ends, `output_dir` is what `mixingbuddy evaluate/critique --model` and `mixingbuddy.load_model` take as it is: the
+model in Hub layout (full fine-tuning; with LoRA the merged model, the adapter alone in `output_dir/adapter`), or for
+QLoRA the adapter with the record that rebuilds its base (`mixingbuddy export` merges it into a plain folder).
 """
 
 from mixingbuddy.training.run import run

@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+from configuration_mixingbuddy import MERT_V1_330M_AUDIO_CONFIG, QWEN2_7B_TEXT_CONFIG
 from dataset_builder import build_dataset
 from dataset_builder.synth import synthesize_corpus
-from mixingbuddy.critique import critique_file
+from mixingbuddy import config_file
+from mixingbuddy.critique import critique_audio, open_audio
 from mixingbuddy.evaluation import DECODINGS
 from mixingbuddy.evaluation.generation import generate_advice
 from mixingbuddy.models.checkpoints import load_model, save_adapter_folder
@@ -33,24 +35,21 @@ from mixingbuddy.models.tiny import TINY_AUDIO_CONFIG, TINY_TEXT_CONFIG, build_t
 from mixingbuddy.training.collator import FlawedMixCollator
 from mixingbuddy.training.run import run
 
-PAPER_AUDIO = {"feat_extract_norm": "group", "conv_bias": False, "do_stable_layer_norm": True}  # MERT-v1-330M
-PAPER_TEXT = {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
-              "num_key_value_heads": 4, "vocab_size": 152064, "tie_word_embeddings": False}  # Qwen2-7B-Instruct
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def write_components(root: Path, tiny: bool) -> tuple[Path, Path]:
     """Random-weight component folders in the real formats: MERT (HuBERT weights) and a Qwen2 chat model whose
     tokenizer is the project's offline one (the shapes, not the vocabulary, are what the smoke run measures)."""
-    from transformers import HubertConfig, HubertModel, Qwen2Config, Qwen2ForCausalLM, Wav2Vec2FeatureExtractor
+    from transformers import AutoModelForCausalLM, HubertConfig, HubertModel, Qwen2Config, Wav2Vec2FeatureExtractor
 
     torch.manual_seed(0)
     tokenizer = build_tiny_tokenizer()
-    audio = HubertConfig(**(TINY_AUDIO_CONFIG if tiny else PAPER_AUDIO))
-    text = Qwen2Config(**(TINY_TEXT_CONFIG if tiny else PAPER_TEXT), **({"vocab_size": len(tokenizer) + 8} if tiny else {}))
+    audio = HubertConfig(**(TINY_AUDIO_CONFIG if tiny else MERT_V1_330M_AUDIO_CONFIG))
+    text = Qwen2Config(**(TINY_TEXT_CONFIG if tiny else QWEN2_7B_TEXT_CONFIG),
+                       **({"vocab_size": len(tokenizer) + 8} if tiny else {}))
     with torch.device(local_device()):
         HubertModel(audio).save_pretrained(root / "mert")
-        Qwen2ForCausalLM(text).to(torch.float32 if tiny else torch.bfloat16).save_pretrained(root / "qwen")
+        AutoModelForCausalLM.from_config(text, dtype=torch.float32 if tiny else torch.bfloat16).save_pretrained(root / "qwen")
     Wav2Vec2FeatureExtractor(sampling_rate=24000, do_normalize=True, return_attention_mask=True).save_pretrained(root / "mert")
     tokenizer.save_pretrained(root / "qwen")
     return root / "mert", root / "qwen"
@@ -108,7 +107,7 @@ def train(mert: Path, qwen: Path, data: Path, cache: Path, out: Path, pooling: i
     watch = StepWatch()
     reset_peak()
     trainer = run([
-        "--config", str(Path(__file__).resolve().parents[1] / "configs" / "paper.yaml"), "--dataset_name", str(data),
+        "--config", str(config_file("paper.yaml")), "--dataset_name", str(data),
         "--audio_encoder", str(mert), "--model_name_or_path", str(qwen), "--audio_pooling", str(pooling),
         "--stem_cache_dir", str(cache),
         "--max_steps", str(steps), "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2",
@@ -189,12 +188,17 @@ def decoding_speed(model, rows, collator: FlawedMixCollator) -> dict:
 
 
 def critique_speed(model_dir: Path, song: Path) -> dict:
-    results = {}
+    """The critique of a song by the trained (NF4 + LoRA) model, loaded once, at batch 1 and batch 24."""
+    started = time.perf_counter()
+    model, processor = load_model(str(model_dir))
+    results = {"load_seconds": round(time.perf_counter() - started, 2)}
+    audio = open_audio(song)
     for batch_size in (1, 24):
+        reset_peak()
         started = time.perf_counter()
-        report = critique_file(song, "vocals", str(model_dir), batch_size=batch_size)
+        report = critique_audio(audio, "vocals", model, processor, batch_size=batch_size)
         results[f"batch_{batch_size}"] = {"seconds": round(time.perf_counter() - started, 2),
-                                          "windows": len(report["windows"])}
+                                          "windows": len(report["windows"]), "peak_memory_gb": peak_memory_gb()}
     return {**results, "ok": results["batch_1"]["windows"] == results["batch_24"]["windows"] > 0}
 
 
@@ -233,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         del trainer
         batch = collator(rows[:2])
         summary["checkpointing"] = checkpointing_matches(mert, qwen, batch, 10, args.tiny)
-        summary["critique"] = critique_speed(root / "merged", song)
+        summary["critique"] = critique_speed(root / "adapter", song)
         summary["seconds"] = round(time.perf_counter() - started, 1)
     checks = [value["ok"] for value in summary.values() if isinstance(value, dict) and "ok" in value]
     summary["ok"] = all(checks) and all(v["placement"]["ok"] for k, v in summary.items() if k.startswith("training"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from mixingbuddy.files import error_summary
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
 from .seeding import keyed_rng
@@ -132,7 +133,3 @@ def assign_splits(tracks: dict[str, Track], seed: int, validation_fraction: floa
         validation = sorted(rng.choice(train, size=count, replace=False).tolist())
     return {"train": [n for n in train if n not in validation], "validation": validation, "test": test}
 
-
-def error_summary(err: Exception) -> str:
-    """The first line of an exception's message (libsndfile's can span several)."""
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

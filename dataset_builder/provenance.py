@@ -27,9 +27,15 @@ def check_audio(dataset: str | Path, stems_dir: str | Path | None = None) -> Pat
     the same content; otherwise `ValueError` names the tracks that changed or went missing. A data set without a
     record (a Hub id, say) needs `stems_dir`.
     """
-    if is_local_only(dataset) and not Path(dataset).expanduser().is_dir():
-        raise FileNotFoundError(f"Data set folder {dataset} does not exist.")
-    record = read_marker(dataset) if Path(dataset).is_dir() else None
+    folder = Path(dataset).expanduser()
+    if not folder.is_dir():
+        if is_local_only(dataset):
+            raise FileNotFoundError(f"Data set folder {dataset} does not exist.")
+        if stems_dir is None:
+            raise ValueError(f"Data set {dataset} is not a local folder; as a Hub data set it records no stems folder: "
+                             "pass the stems (--stems / --stems_dir).")
+        return Path(stems_dir)
+    record = read_marker(folder)
     if record is None or record.get("kind") != "dataset":
         if stems_dir is None:
             raise ValueError(f"Data set {dataset} does not record its stems folder: pass it (--stems / --stems_dir).")

@@ -17,10 +17,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from mixingbuddy.files import write_file_atomic
+from mixingbuddy.files import error_summary, write_file_atomic
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
-from .corpus import CorpusError, Track, error_summary, find_tracks
+from .corpus import CorpusError, Track, find_tracks
 from .levels import db_to_gain
 from .rows import as_row
 

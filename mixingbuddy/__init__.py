@@ -31,7 +31,9 @@ _EXPORTS = {
     "build_tiny_model_and_processor": "models.tiny",
     "save_tiny_checkpoint": "models.tiny",
     "load_model": "models.checkpoints",
-    "save_model_folder": "models.checkpoints",
+    "save_hub_folder": "models.checkpoints",
+    "export_model": "models.export",
+    "critique_file": "critique",
 }
 
 __all__ = ["config_file", "metric_path", *_EXPORTS]
@@ -53,3 +55,9 @@ def _installed(folder: str, name: str, exists) -> Path:
     if not exists(path):
         raise FileNotFoundError(f"No {name!r} among the project's {folder} ({path.parent}).")
     return path
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

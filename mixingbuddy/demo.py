@@ -137,5 +137,5 @@ def run_demo(
     print(f"\nCritique of {track.name} with the {DEMO_FLAW['stem']} raised by {DEMO_FLAW['gain_db']:g} dB:")
     print(format_critique(report))
     print(f"\nEverything is in {out}: metrics.json, metrics.md, predictions.jsonl, plots, model/, critique.json")
-    print(f"Open the web page on this model: python app.py --model {model_dir}")
+    print(f"Open the web page on this model (from the repository): python app.py --model {model_dir}")
     return results["ranked"]

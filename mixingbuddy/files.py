@@ -1,6 +1,6 @@
-"""Files and folders: telling a local path from a Hub id, writing safely — atomically (a reader sees the old version
-or the whole new one), replacing only what MixingBuddy wrote, clearing what a dead process of ours left — and uploading
-a folder to the Hub."""
+"""Files and folders: telling a local path from a Hub id, writing safely (atomically: a reader sees the old version or
+the whole new one; replacing only what MixingBuddy wrote; clearing what a dead process of ours left), uploading a folder
+to the Hub, and one-line error messages."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 MARKER = ".mixingbuddy.json"  # {"kind": "dataset" | "evaluation" | "demo" | "model", ...}: what wrote the folder
+
+
+def error_summary(error: BaseException) -> str:
+    """The first line of an exception's message (libraries' can span many), or its type when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def is_local_only(reference: str | os.PathLike) -> bool:
@@ -177,5 +183,5 @@ def push_folder_to_hub(folder: Path, repo_id: str, repo_type: str = "model") -> 
         api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
         api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type=repo_type)
     except Exception as err:  # huggingface_hub raises many kinds; the user needs the first line of any
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = error_summary(err)
         raise OSError(f"Wrote {folder}, but could not push it to the Hub {repo_type} {repo_id}: {reason}") from None

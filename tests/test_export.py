@@ -8,7 +8,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import soundfile as sf
 from helpers import write_song
 
 from dataset_builder import build_dataset

@@ -68,3 +68,9 @@ def test_evaluation_imports_neither_trl_nor_the_critique():
               "print(sorted(m for m in sys.modules if m == 'trl' or m.startswith(('trl.', 'mixingbuddy.critique'))))")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_every_name_the_package_exports_imports():
+    script = "import mixingbuddy\nfor name in mixingbuddy.__all__:\n    getattr(mixingbuddy, name)\nprint('ok')"
+    done = subprocess.run([sys.executable, "-c", script], cwd="/", capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -352,3 +352,41 @@ def test_push_to_hub_offline_is_one_line_that_says_the_folder_was_written(built,
     last = done.stderr.strip().splitlines()[-1]
     assert f"Wrote {tmp_path / 'd'}, but could not push it to the Hub dataset someone/data" in last
     assert (tmp_path / "d" / "data" / "test-00000-of-00001.parquet").exists()
+
+
+def test_corrupt_weights_are_one_line(built, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(built[3], broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    song = tmp_path / "song.wav"
+    sf.write(song, np.zeros((2 * RATE, 2), dtype=np.float32), RATE)
+    assert main(["critique", str(song), "--anchor", "vocals", "--model", str(broken)]) == 2
+    one_line_error(capsys, f"Cannot load the model in {broken}")
+
+
+def test_a_new_result_replaces_an_earlier_one_of_another_kind(built, tmp_path):
+    from mixingbuddy.models.checkpoints import ADAPTER_RECORD, load_model, save_hub_folder
+    from mixingbuddy.models.tiny import build_tiny_model_and_processor
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for stale in (ADAPTER_RECORD, "adapter_config.json", "adapter_model.safetensors"):
+        (out / stale).write_text("{}")  # what an earlier QLoRA run left
+    (out / "checkpoint-3").mkdir()
+    save_hub_folder(*build_tiny_model_and_processor(), out, overwrite=True)
+    assert not (out / ADAPTER_RECORD).exists() and (out / "checkpoint-3").exists()
+    model, _ = load_model(str(out), device="cpu")
+    assert type(model).__name__ == "MixingBuddyForConditionalGeneration"
+
+
+def test_a_data_set_given_as_a_missing_folder_or_with_a_tilde(built, tmp_path, monkeypatch):
+    from dataset_builder.provenance import check_audio
+
+    corpus, dataset, _, _ = built
+    with pytest.raises(FileNotFoundError, match="Data set folder ./nowhere does not exist"):
+        check_audio("./nowhere")
+    with pytest.raises(ValueError, match="is not a local folder; as a Hub data set it records no stems folder"):
+        check_audio("someone/data")
+    monkeypatch.setenv("HOME", str(dataset.parent))
+    assert check_audio(f"~/{dataset.name}") == corpus.resolve()

@@ -33,7 +33,7 @@ Returns:
     `dict` with `overall`, `error_detection`, `stem_identification`, `direction_prediction`, `by_category`,
     `by_stem` and `by_direction` (see `mixingbuddy.evaluation.scoring.score_predictions`).
 Examples:
-    >>> metric = evaluate.load("metrics/mixingbuddy_gain")
+    >>> metric = evaluate.load(mixingbuddy.metric_path())  # installed with the package: works from any folder
     >>> results = metric.compute(
     ...     predictions=["The drums are far too loud. Cut the drums by 6 to 12 dB."],
     ...     references=["The drums are far too loud. Reduce the drums by 6 to 12 dB."],

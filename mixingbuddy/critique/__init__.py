@@ -14,6 +14,8 @@ The report (`critique_file`, and `mixingbuddy critique --json`) is a dict:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tqdm.auto import tqdm
 
 from ..evaluation.decoding import decode_advice
@@ -21,7 +23,7 @@ from ..hub.vocabulary_mixingbuddy import STEMS, parse_advice, validate_stems
 from ..models.checkpoints import load_model
 from .audio import AudioFile, format_time, open_audio
 from .plot import write_timeline
-from .summary import summarize
+from .summary import other_lines, summarize
 from .windows import too_quiet, window_spans
 
 
@@ -89,6 +91,10 @@ def critique_file(
     timeline PNG is written there. The file, the stems and the anchor are checked before the model loads."""
     audio = open_audio(audio_path)
     validate_stems(stems or STEMS, anchor)
+    if batch_size < 1 or (hop_seconds is not None and hop_seconds <= 0):
+        raise ValueError(f"--batch-size must be at least 1 and --hop above 0, got {batch_size} and {hop_seconds}.")
+    if plot is not None and not Path(plot).expanduser().resolve().parent.is_dir():
+        raise FileNotFoundError(f"The folder of --plot {plot} does not exist.")
     mb_model, processor = load_model(model, is_default=model_is_default, device=device, dtype=dtype)
     report = critique_audio(audio, anchor, mb_model, processor, stems, hop_seconds, decoding, batch_size, model)
     if plot is not None:
@@ -105,7 +111,7 @@ def format_critique(report: dict) -> str:
     lines += [f"  {format_time(start):>6}–{format_time(end):<6} {text}" for start, end, text in sorted(rows)]
     summary = report["summary"]
     lines.append(f"Verdict: {summary['verdict']}")
-    lines += [f"  - {line}" for line in summary["lines"][1 if summary["conclusive"] else 0 :]]
+    lines += [f"  - {line}" for line in other_lines(summary)]
     return "\n".join(lines)
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..files import error_summary
+
 MIN_SECONDS = 1.0
 
 
@@ -28,12 +30,16 @@ class AudioFile:
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) as float32 [frames, channels]; NaN or infinite samples are an error that names the
         file and the time."""
-        with sf.SoundFile(self.path) as file:
-            file.seek(start)
-            audio = file.read(stop - start, dtype="float32", always_2d=True)
+        try:
+            with sf.SoundFile(self.path) as file:
+                file.seek(start)
+                audio = file.read(stop - start, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:  # a body that fails to decode past a good header
+            at = format_time(start / self.rate)
+            raise ValueError(f"Cannot decode {self.path} at {at}: {error_summary(err)}") from None
         if not np.isfinite(audio).all():
-            at = start + int(np.flatnonzero(~np.isfinite(audio).all(axis=1))[0])
-            raise ValueError(f"Audio file {self.path} contains NaN or infinite samples (at {format_time(at / self.rate)}).")
+            at = format_time((start + int(np.flatnonzero(~np.isfinite(audio).all(axis=1))[0])) / self.rate)
+            raise ValueError(f"Audio file {self.path} contains NaN or infinite samples (at {at}).")
         return audio
 
 
@@ -49,8 +55,7 @@ def open_audio(path: str | Path) -> AudioFile:
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"Cannot read {path} as audio: {reason}") from None
+        raise ValueError(f"Cannot read {path} as audio: {error_summary(err)}") from None
     if info.frames < MIN_SECONDS * info.samplerate:
         raise ValueError(f"Audio file {path} lasts {info.frames / info.samplerate:.2f} s; at least 1 s is needed.")
     return AudioFile(path, info.samplerate, info.channels, info.frames)

@@ -44,6 +44,11 @@ def segments(windows: list[dict]) -> list[dict]:
     return merged
 
 
+def other_lines(summary: dict) -> list[str]:
+    """The summary's lines beside its verdict: all of them when there is no verdict, else the ones after it."""
+    return summary["lines"][1 if summary["conclusive"] else 0 :]
+
+
 def summarize(windows: list[dict]) -> dict:
     """`{"verdict", "conclusive", "lines", "segments"}` for the judged windows (in time order).
 

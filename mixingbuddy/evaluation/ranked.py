@@ -48,7 +48,7 @@ def score_answers(
     Every tensor lives on the model's device.
     """
     tokenizer, device = processor.tokenizer, model.device
-    prompt = model(**inputs, use_cache=True)
+    prompt = model(**inputs, use_cache=True, logits_to_keep=1)  # only the last position predicts an answer
     answers = [valid_answers(stems, anchor) for stems, anchor in rows]
     owner = torch.tensor([i for i, row_answers in enumerate(answers) for _ in row_answers], device=device)
     ids = [tokenizer(a + END_OF_TURN, add_special_tokens=False)["input_ids"] for row in answers for a in row]

@@ -12,10 +12,11 @@ Per example (see `grade`):
 - **joint**: stem and direction both right. A balanced mix is joint-correct iff the answer says it is balanced.
 - **magnitude** (flawed mixes only): the parsed (min_db, max_db) equals the category's correction range.
 - **unparseable**: no direction can be read (`parse_advice` gives direction None).
-- **impossible**: a readable answer that no correct answer to this instruction could be: it asks to change the anchor
-  or a stem that is not in the mix, gives a dB range that is not the correction range of any flawed category, or says
-  the mix is balanced while giving a dB amount. (Advice with a direction but no stem or no amount is incomplete, not
-  impossible: it scores wrong on stem or magnitude.)
+- **impossible**: a readable answer that no correct answer to this instruction could be (`advice_validity`): it asks
+  to change the anchor or a stem that is not in the mix or not a target stem, gives a dB range that is not the
+  correction range of a category of its direction, or says the mix is balanced while naming a stem or an amount.
+  (Advice with a direction but no stem or no amount is incomplete, not impossible: it scores wrong on stem or
+  magnitude.)
 
 Detection tables (see `detection_cell`), over all examples, one cell per example: on a balanced mix the answer is a
 true negative iff it says the mix is balanced, and a false positive otherwise (an unparseable answer is no correct

@@ -60,7 +60,8 @@ def model_card(config, repo: str, eval_dir: str | Path | None = None, base_model
         base_model=[model for model in base_models if not is_local_only(model)] or None,
         datasets=datasets or None,
     )
-    architecture = (f"{config.audio_frontend} audio front-end ({config.audio_config.num_hidden_layers} layers), "
+    layers = config.num_audio_states - 1
+    architecture = (f"{config.audio_frontend} audio front-end ({layers} layers), "
                     f"{config.audio_tokens_per_clip} audio tokens per 10 s clip, a Qwen2 language model of width "
                     f"{config.text_config.hidden_size} and {config.text_config.num_hidden_layers} layers")
     content = "\n\n".join([

@@ -10,12 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
-from ..files import atomic_folder, is_local_only
+from ..files import atomic_folder, error_summary, is_local_only
 
 
 ADAPTER_RECORD = "mixingbuddy_base.json"  # in an adapter folder: the component checkpoints that rebuild its base
+ADAPTER_FILES = (ADAPTER_RECORD, "adapter_config.json", "adapter_model.safetensors")
+MODEL_FILES = ("model*.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json")
 SMALL_MODEL_PARAMETERS = 50_000_000  # below this, saving and loading take a blink: their progress bars are noise
 
 
@@ -47,6 +49,7 @@ def save_hub_folder(model, processor, out_dir: str | os.PathLike, overwrite: boo
     with atomic_folder(out_dir, overwrite=overwrite, merge=True) as staging, quiet_progress(is_small(model)):
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
+    _remove(out_dir, ADAPTER_FILES)  # an earlier run's adapter would be loaded in place of this model
     return Path(out_dir)
 
 
@@ -58,7 +61,14 @@ def save_adapter_folder(model, processor, out_dir: str | os.PathLike, overwrite:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         write_adapter_record(staging, model)
+    _remove(out_dir, MODEL_FILES)  # an earlier run's full model would be loaded in place of this adapter
     return Path(out_dir)
+
+
+def _remove(folder: str | os.PathLike, patterns) -> None:
+    for pattern in patterns:
+        for path in Path(folder).glob(pattern):
+            path.unlink()
 
 
 def write_adapter_record(folder: str | os.PathLike, model) -> None:
@@ -87,10 +97,9 @@ def resolve_model(model: str, is_default: bool = False) -> str:
     try:
         model_info(model, timeout=10)
     except Exception as err:  # offline, unknown repository, no access: all mean the same to the user
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FileNotFoundError(
-            f"{model} is neither a local folder nor a model on the Hub ({reason}); for a local folder, pass its path "
-            f"as ./{model} or /absolute/path."
+            f"{model} is neither a local folder nor a model on the Hub ({error_summary(err)}); for a local folder, "
+            f"pass its path as ./{model} or /absolute/path."
         ) from None
     return model
 
@@ -107,7 +116,8 @@ def load_model(
 
     A Hub-layout folder loads through the Auto classes in `dtype` (default bfloat16 on a GPU, float32 on the CPU); an
     adapter folder written by training (`save_adapter_folder`) rebuilds its base from the component checkpoints it
-    records, quantized as in training, and applies the adapter. The audio tower runs in `audio_tower_dtype`. The
+    records, quantized as in training (its language model in the dtype it was trained in: `dtype` applies to Hub-layout
+    folders), and applies the adapter. The audio tower runs in `audio_tower_dtype`. The
     folder's own code is run (`trust_remote_code`): MixingBuddy's classes travel in every saved folder. From the Hub,
     that happens only for an id the caller typed, never for a default.
     """
@@ -121,9 +131,12 @@ def load_model(
         return load_adapter_model(model, device, audio_tower_dtype)
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     weights = sum(f.stat().st_size for f in Path(model).glob("*.safetensors")) if Path(model).is_dir() else None
-    with quiet_progress(weights is not None and weights < 4 * SMALL_MODEL_PARAMETERS):  # float32 bytes
-        processor = AutoProcessor.from_pretrained(model, trust_remote_code=True)
-        loaded = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=True, dtype=dtype)
+    try:
+        with quiet_progress(weights is not None and weights < 4 * SMALL_MODEL_PARAMETERS):  # float32 bytes
+            processor = AutoProcessor.from_pretrained(model, trust_remote_code=True)
+            loaded = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=True, dtype=dtype)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a folder that is not a whole model
+        raise OSError(f"Cannot load the model in {model}: {error_summary(err)}") from None
     loaded.model.audio_tower.to(audio_tower_dtype)
     return loaded.to(device).eval(), processor
 
@@ -147,7 +160,7 @@ def load_adapter_model(
     model_args = ModelConfig(**record["model_args"], use_peft=False)
     base, _ = load_components(
         record["audio_encoder"], record["language_model"], model_args, device=device,
-        audio_tower_dtype=audio_tower_dtype, **record["config"],
+        audio_tower_dtype=audio_tower_dtype, for_training=False, **record["config"],
     )
     if dequantize and getattr(base, "hf_quantizer", None) is not None:
         base.dequantize(dtype=torch.float32)

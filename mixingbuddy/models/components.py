@@ -103,6 +103,7 @@ def load_components(
     device: str | torch.device | None = None,
     quantize_on_cpu: bool = True,
     audio_tower_dtype: torch.dtype = torch.float32,
+    for_training: bool = True,
     **config_kwargs,
 ) -> tuple:
     """(model, processor) built from a MERT checkpoint and a Qwen2 checkpoint (Hub ids or local folders).
@@ -118,8 +119,9 @@ def load_components(
     quantized projections in its 4-bit LoRA layer and the Trainer treats it as a QLoRA model. bitsandbytes runs NF4
     on the CPU too, but a training step after an inference pass fails there (its CPU inference repacks the weights):
     with `quantize_on_cpu=False` (training that evaluates as it goes) the language model loads in full precision on
-    the CPU instead, and a line says so. The model records its components (`component_record`) so that a saved adapter
-    can rebuild its base.
+    the CPU instead, and a line says so. `for_training` prepares a quantized model for training as peft recommends
+    (the parameters that are not 4-bit in float32, input gradients for checkpointing); loading for inference skips it.
+    The model records its components (`component_record`) so that a saved adapter can rebuild its base.
     """
     from transformers import AutoTokenizer, Qwen2ForCausalLM, Wav2Vec2FeatureExtractor
     from trl import get_quantization_config
@@ -127,7 +129,7 @@ def load_components(
     model_args = model_args or paper_model_args()
     device = torch.device(device) if device is not None else local_device()
     dtype = getattr(torch, model_args.dtype) if device.type == "cuda" and model_args.dtype != "auto" else torch.float32
-    lm_kwargs = {"dtype": dtype}
+    lm_kwargs = {"dtype": dtype, "device_map": {"": device}}
     quantization_config = get_quantization_config(model_args)
     if quantization_config is not None and device.type == "cpu" and not quantize_on_cpu:
         logger.warning(
@@ -138,7 +140,7 @@ def load_components(
     elif quantization_config is not None:
         if device.type == "cpu":
             quantization_config.bnb_4bit_compute_dtype = torch.float32
-        lm_kwargs.update(quantization_config=quantization_config, device_map={"": device})
+        lm_kwargs["quantization_config"] = quantization_config
 
     audio_token = config_kwargs.pop("audio_token", MixingBuddyConfig.audio_token)
     tokenizer = AutoTokenizer.from_pretrained(language_model, padding_side="left")
@@ -176,6 +178,7 @@ def load_components(
     }
     if "quantization_config" in lm_kwargs:
         _declare_quantized(model, text_model)
+    if "quantization_config" in lm_kwargs and for_training:
         from peft import prepare_model_for_kbit_training
 
         prepare_model_for_kbit_training(

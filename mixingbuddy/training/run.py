@@ -69,6 +69,8 @@ def build_model(
         model, processor = build_tiny_model_and_processor(
             seed=seed, text_hidden_size=args.tiny_text_hidden_size, text_layers=args.tiny_text_layers, **config_kwargs
         )
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return (apply_lora(model, model_args) if model_args.use_peft else model), processor
     return load_components(
         args.audio_encoder,
@@ -88,9 +90,13 @@ def export_final_model(trainer, processor, output_dir: Path):
     not merged here (`mixingbuddy export` does it)."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        if trainer.is_fsdp_enabled:  # checkpoints stay sharded; the final model is gathered whole
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         trainer.save_model(str(output_dir))
-        if trainer.is_world_process_zero() and hasattr(model, "merge_and_unload"):
-            write_adapter_record(output_dir, model)
+        if trainer.is_world_process_zero():
+            processor.save_pretrained(output_dir)
+            if hasattr(model, "merge_and_unload"):
+                write_adapter_record(output_dir, model)
         return
     if not trainer.is_world_process_zero():
         return
