@@ -23,7 +23,7 @@ from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS, TARGET_STEMS
 from mixingbuddy.models.checkpoints import load_model
 
 MAX_MINUTES = 20  # longer songs: the command line, `mixingbuddy critique`, takes any length
-MAX_FILE_SIZE = "200mb"
+MAX_MEGABYTES = 200  # larger uploads get a message; Gradio itself refuses those over four times as large
 
 
 def report_markdown(report: dict) -> str:
@@ -35,12 +35,18 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def critique_upload(model, processor, model_name: str, path: str | None, anchor: str, stems):
+def critique_upload(
+    model, processor, model_name: str, path: str | None, anchor: str, stems, max_megabytes: float = MAX_MEGABYTES
+):
     """What the page shows for an upload: (verdict or error as markdown, rows of the window table, timeline figure).
     Files it cannot critique get a message that names the uploaded file, never a stack trace."""
     try:
         if path is None:
             raise ValueError("Upload a mix first.")
+        megabytes = Path(path).stat().st_size / 1e6
+        if megabytes > max_megabytes:
+            raise ValueError(f"{Path(path).name} is {megabytes:.1f} MB; this page takes files of up to "
+                             f"{max_megabytes:g} MB (the command line, mixingbuddy critique, takes any size).")
         audio = open_audio(path)
         if audio.seconds > MAX_MINUTES * 60:
             raise ValueError(f"{Path(path).name} lasts {format_time(audio.seconds)}; this page takes songs of up to "
@@ -54,18 +60,19 @@ def critique_upload(model, processor, model_name: str, path: str | None, anchor:
     return report_markdown(report), sorted(rows), timeline_figure(report)
 
 
-def build_app(model_dir: str) -> gr.Blocks:
+def build_app(model_dir: str, max_megabytes: float = MAX_MEGABYTES) -> gr.Blocks:
     """The page, with the model loaded once."""
     model, processor = load_model(model_dir)
 
     def critique(path, anchor, stems, progress=gr.Progress(track_tqdm=True)):
-        return critique_upload(model, processor, model_dir, path, anchor, stems)
+        return critique_upload(model, processor, model_dir, path, anchor, stems, max_megabytes)
 
     with gr.Blocks(title="MixingBuddy") as page:
         gr.Markdown("# MixingBuddy\nUpload a mix; name the stem whose level is right (the anchor) and the stems you "
                     "used. Each 10 s of the song gets gain-balance advice.")
         with gr.Row():
-            upload = gr.File(label="Mix: WAV, FLAC, OGG or MP3, up to 20 minutes", type="filepath")
+            upload = gr.File(label=f"Mix: WAV, FLAC, OGG or MP3, up to {MAX_MINUTES} minutes and {max_megabytes:g} MB",
+                             type="filepath")
             with gr.Column():
                 anchor = gr.Radio(list(TARGET_STEMS), value="vocals", label="Anchor: the stem whose level is right")
                 stems = gr.CheckboxGroup(list(STEMS), value=list(STEMS), label="Stems in the mix")
@@ -82,16 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--max-megabytes", type=float, default=MAX_MEGABYTES,
+                        help=f"largest upload the page critiques (default: {MAX_MEGABYTES})")
     args = parser.parse_args(argv)
     if args.model is None and not Path(DEFAULT_MODEL).is_dir():
         print(f"app.py: error: no model: run `make demo` to make {DEFAULT_MODEL}, or pass --model DIR", file=sys.stderr)
         return 2
     try:
-        page = build_app(args.model or DEFAULT_MODEL)
+        page = build_app(args.model or DEFAULT_MODEL, args.max_megabytes)
     except (ValueError, OSError) as err:
         print(f"app.py: error: {err}", file=sys.stderr)
         return 2
-    page.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE)
+    page.launch(server_name=args.host, server_port=args.port, max_file_size=f"{4 * args.max_megabytes:g}mb")
     return 0
 
 

@@ -34,11 +34,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """app.py on a free port with a tiny random checkpoint; yields its address."""
+    """app.py on a free port with a tiny random checkpoint and an upload limit of 2 MB; yields its address."""
     model = save_tiny_checkpoint(tmp_path_factory.mktemp("app") / "model")
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--model", str(model), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [sys.executable, str(REPO / "app.py"), "--model", str(model), "--port", str(port), "--max-megabytes", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -83,10 +83,10 @@ def critique_on_the_page(page, path: Path, anchor: str) -> None:
 
 @needs_chromium
 def test_a_mix_gets_advice_per_window_a_verdict_and_a_timeline(page, tmp_path):
-    mix = tmp_path / "my mix.wav"
-    audio = (0.1 * np.random.default_rng(0).standard_normal((35 * 44100, 2))).astype(np.float32)
-    audio[10 * 44100 : 21 * 44100] = 0  # a silent stretch: the window 0:10–0:20 is too quiet to judge
-    sf.write(mix, audio, 44100)
+    mix = tmp_path / "my mix.flac"  # 35 s, under the test server's 2 MB limit
+    audio = (0.1 * np.random.default_rng(0).standard_normal((35 * 16000, 1))).astype(np.float32)
+    audio[10 * 16000 : 21 * 16000] = 0  # a silent stretch: the window 0:10–0:20 is too quiet to judge
+    sf.write(mix, audio, 16000)
     critique_on_the_page(page, mix, "drums")
     page.wait_for_selector("#verdict h3", timeout=120_000)
     verdict = page.inner_text("#verdict")
@@ -106,6 +106,24 @@ def test_a_file_that_is_not_audio_gets_a_readable_message(page, tmp_path):
     message = page.inner_text("#verdict")
     assert "Cannot read notes.wav as audio" in message and "Traceback" not in message
     page.screenshot(path=str(ARTIFACTS / "not_audio.png"), full_page=True)
+
+
+@needs_chromium
+def test_an_upload_over_the_size_limit_gets_a_readable_message(page, tmp_path):
+    big = tmp_path / "big.wav"
+    sf.write(big, np.zeros((20 * 24000, 2), dtype=np.float32), 24000, subtype="FLOAT")  # 3.8 MB: over 2 MB
+    critique_on_the_page(page, big, "vocals")
+    page.wait_for_selector("#verdict :text('Cannot critique this file')", timeout=60_000)
+    message = page.inner_text("#verdict")
+    assert "big.wav is 3.8 MB; this page takes files of up to 2 MB" in message and "Traceback" not in message
+    page.screenshot(path=str(ARTIFACTS / "too_large.png"), full_page=True)
+
+
+def test_without_a_model_the_page_says_how_to_make_one(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "app.py")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "app.py: error: no model: run `make demo` to make demo_out/model, or pass --model DIR"
 
 
 @pytest.mark.parametrize("name", ["half_second.wav", "corrupt.wav", "text.wav", "empty.wav", "nan.wav"])
