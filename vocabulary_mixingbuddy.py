@@ -72,68 +72,26 @@ INSTRUCTION_TEMPLATES = (
     "Give me gain-balance feedback on this mix of {stems}, keeping the {anchor} fixed.",
 )
 
-# Placeholders: {stem}, {Stem} (capitalised), {is} ("is"/"are" to agree with the stem), {min_db}, {max_db}.
+# A response is its decision, worded one way per direction, then one of three reasons. The decision comes first and
+# names the stem before the direction ("The bass is too quiet: raise it by 3 to 6 dB."): greedy decoding commits to the
+# advice at its first words instead of splitting its probability over wordings that share no first words, and it
+# chooses the stem (which the anchor in the instruction constrains) before the direction (which then follows from the
+# audio for that stem). The categories and their ranges are the paper's. Placeholders: {stem}, {is} ("is"/"are") and
+# {it} ("it"/"them") to agree with the stem, {min_db}, {max_db}.
+DECISIONS = {
+    "increase": "The {stem} {is} too quiet: raise {it} by {min_db} to {max_db} dB.",
+    "decrease": "The {stem} {is} too loud: lower {it} by {min_db} to {max_db} dB.",
+    "none": "The mix is balanced: leave the levels as they are.",
+}
+REASONS = {
+    "very_quiet": ("The {stem} {is} buried in the mix.", "I can barely hear the {stem}.", "The {stem} {is} lost behind the other stems."),
+    "quiet": ("The {stem} {is} slightly low in the mix.", "The {stem} could be a bit louder.", "The {stem} {is} a little too far back."),
+    "no_error": ("No stem needs a gain change.", "Every stem sits at a suitable level.", "The stems sit well together."),
+    "loud": ("The {stem} {is} slightly too prominent.", "The {stem} could be a bit quieter.", "The {stem} {is} a little too far forward."),
+    "very_loud": ("The {stem} {is} overpowering the mix.", "The {stem} {is} drowning out the rest.", "The {stem} {is} dominating the mix."),
+}
 RESPONSE_TEMPLATES = {
-    "very_quiet": (
-        "The {stem} {is} far too quiet. Increase the {stem} by {min_db} to {max_db} dB.",
-        "{Stem} {is} buried in the mix. Raise the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} {is} much too low. Boost the {stem} by {min_db} to {max_db} dB.",
-        "I can barely hear the {stem}. Turn the {stem} up by {min_db} to {max_db} dB.",
-        "The {stem} {is} very quiet compared with the rest. Bring the {stem} up by {min_db} to {max_db} dB.",
-        "{Stem} {is} far too soft. Add {min_db} to {max_db} dB to the {stem}.",
-        "The {stem} level is much too low. Increase it by {min_db} to {max_db} dB.",
-        "The {stem} {is} lost in the mix. Push the {stem} up by {min_db} to {max_db} dB.",
-        "The {stem} {is} severely under-mixed. Raise the {stem} level by {min_db} to {max_db} dB.",
-        "The mix needs much more {stem}. Boost the {stem} by {min_db} to {max_db} dB.",
-    ),
-    "quiet": (
-        "The {stem} {is} a little too quiet. Increase the {stem} by {min_db} to {max_db} dB.",
-        "{Stem} {is} slightly low in the mix. Raise the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} could be a bit louder. Boost the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} {is} somewhat quiet. Turn the {stem} up by {min_db} to {max_db} dB.",
-        "The {stem} {is} slightly too soft. Bring the {stem} up by {min_db} to {max_db} dB.",
-        "{Stem} {is} a touch too low. Add {min_db} to {max_db} dB to the {stem}.",
-        "The {stem} level is a little low. Increase it by {min_db} to {max_db} dB.",
-        "The {stem} {is} slightly under-mixed. Push the {stem} up by {min_db} to {max_db} dB.",
-        "The {stem} sits a bit too far back. Raise the {stem} level by {min_db} to {max_db} dB.",
-        "The mix needs a little more {stem}. Boost the {stem} by {min_db} to {max_db} dB.",
-    ),
-    "no_error": (
-        "The mix is well balanced. No gain change is needed.",
-        "All stems sit well together. Leave the levels as they are.",
-        "The balance is good. No adjustment is necessary.",
-        "Every stem is at a suitable level. Keep the mix as it is.",
-        "The levels are balanced. There is nothing to fix.",
-        "This mix is balanced well. No stem needs a gain change.",
-        "The gain balance is correct. Leave every fader where it is.",
-        "Nothing stands out as too loud or too quiet. The mix is fine.",
-        "The stems are well balanced against each other. No changes are needed.",
-        "The mix sounds balanced. Keep all the levels unchanged.",
-    ),
-    "loud": (
-        "The {stem} {is} a little too loud. Reduce the {stem} by {min_db} to {max_db} dB.",
-        "{Stem} {is} slightly high in the mix. Lower the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} could be a bit quieter. Cut the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} {is} somewhat loud. Turn the {stem} down by {min_db} to {max_db} dB.",
-        "The {stem} {is} slightly too prominent. Bring the {stem} down by {min_db} to {max_db} dB.",
-        "{Stem} {is} a touch too hot. Take {min_db} to {max_db} dB off the {stem}.",
-        "The {stem} level is a little high. Decrease it by {min_db} to {max_db} dB.",
-        "The {stem} {is} slightly over-mixed. Pull the {stem} down by {min_db} to {max_db} dB.",
-        "The {stem} sits a bit too far forward. Lower the {stem} level by {min_db} to {max_db} dB.",
-        "The mix needs a little less {stem}. Cut the {stem} by {min_db} to {max_db} dB.",
-    ),
-    "very_loud": (
-        "The {stem} {is} far too loud. Reduce the {stem} by {min_db} to {max_db} dB.",
-        "{Stem} {is} overpowering the mix. Lower the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} {is} much too loud. Cut the {stem} by {min_db} to {max_db} dB.",
-        "The {stem} {is} drowning out everything else. Turn the {stem} down by {min_db} to {max_db} dB.",
-        "The {stem} {is} very loud compared with the rest. Bring the {stem} down by {min_db} to {max_db} dB.",
-        "{Stem} {is} far too hot. Take {min_db} to {max_db} dB off the {stem}.",
-        "The {stem} level is much too high. Decrease it by {min_db} to {max_db} dB.",
-        "The {stem} {is} dominating the mix. Pull the {stem} down by {min_db} to {max_db} dB.",
-        "The {stem} {is} severely over-mixed. Lower the {stem} level by {min_db} to {max_db} dB.",
-        "The mix needs much less {stem}. Cut the {stem} by {min_db} to {max_db} dB.",
-    ),
+    name: tuple(f"{DECISIONS[category.direction]} {reason}" for reason in REASONS[name]) for name, category in CATEGORIES.items()
 }
 
 
@@ -197,21 +155,20 @@ def validate_stems(stems, anchor: str) -> list[str]:
 
 
 def format_instruction(anchor: str, stems=STEMS, template: int = 0) -> str:
-    """The user instruction naming the stems present and the anchor (template index 0-9)."""
+    """The user instruction naming the stems present and the anchor (`template` indexes `INSTRUCTION_TEMPLATES`)."""
     stems = validate_stems(stems, anchor)
     return INSTRUCTION_TEMPLATES[template].format(stems=describe_stems(stems), anchor=anchor)
 
 
 def format_response(category: str, target_stem: str | None = None, template: int = 0) -> str:
-    """The ground-truth advice for a flaw `category` on `target_stem` (template index 0-9)."""
+    """The ground-truth advice for a flaw `category` on `target_stem` (`template` indexes its `RESPONSE_TEMPLATES`)."""
     if category not in CATEGORIES:
         raise ValueError(f"Unknown error category {category!r}; expected one of {list(CATEGORIES)}.")
     low, high = CATEGORIES[category].correction_db
     stem = target_stem or ""
     return RESPONSE_TEMPLATES[category][template].format(
         stem=stem,
-        Stem=stem.capitalize(),
-        **{"is": "are" if stem in PLURAL_STEMS else "is"},
+        **{"is": "are" if stem in PLURAL_STEMS else "is", "it": "them" if stem in PLURAL_STEMS else "it"},
         min_db=format_db(low),
         max_db=format_db(high),
     )
@@ -365,9 +322,11 @@ __all__ = [
     "ADVICE_CLASSES",
     "AUDIO_TOKEN",
     "CATEGORIES",
+    "DECISIONS",
     "END_OF_TURN",
     "FLAWED_CATEGORIES",
     "INSTRUCTION_TEMPLATES",
+    "REASONS",
     "RESPONSE_TEMPLATES",
     "STEMS",
     "START_OF_TURN",

@@ -24,7 +24,7 @@ def test_trie_next_tokens():
         TokenTrie([[1, 2], [1, 2, 9]])
 
 
-DRUMS_LOUD = "The drums are far too loud. Reduce the drums by 6 to 12 dB."
+DRUMS_LOUD = "The drums are too loud: lower them by 6 to 12 dB. The drums are overpowering the mix."
 
 
 def encode(tokenizer, texts):
@@ -46,17 +46,17 @@ def test_mask_on_a_hand_made_prefix(tiny):
     eos, pad = tokenizer.convert_tokens_to_ids(END_OF_TURN), tokenizer.pad_token_id
     answer = encode(tokenizer, [DRUMS_LOUD])[0]
     valid = encode(tokenizer, valid_answers(STEMS, "vocals"))
-    k = 3  # "The drums are"
+    k = len(tokenizer("The drums", add_special_tokens=False)["input_ids"])
     (after_prefix,), _ = allowed_after(tokenizer, [(STEMS, "vocals")], [answer[:k]])
     assert after_prefix == {ids[k] for ids in valid if ids[:k] == answer[:k]} and answer[k] in after_prefix
 
     # Anchor drums: "The" may not go on with " drums"; a finished answer (eos, then padding) allows only eos or pad.
-    (after_the,), _ = allowed_after(tokenizer, [(STEMS, "drums")], [answer[:1]])
-    assert answer[1] not in after_the and after_the
+    (after_the,), _ = allowed_after(tokenizer, [(STEMS, "drums")], [answer[: k - 1]])
+    assert answer[k - 1] not in after_the and after_the
     (finished,), _ = allowed_after(tokenizer, [(STEMS, "vocals")], [answer + [pad, pad]])
     assert finished == {eos, pad}
     with pytest.raises(ValueError, match="left the valid answers"):
-        allowed_after(tokenizer, [(STEMS, "drums")], [answer[:2]])
+        allowed_after(tokenizer, [(STEMS, "drums")], [answer[:k]])
 
 
 def test_mask_keeps_allowed_scores_groups_beams_and_wins_over_other_bans(tiny):
@@ -138,7 +138,7 @@ def test_unconstrained_generation_of_the_untrained_model_is_mostly_not_valid(tin
 @pytest.mark.parametrize("stems, anchor", [(STEMS, "bass"), (STEMS, "vocals"), (("bass", "drums", "other"), "bass")])
 def test_every_valid_answer_reads_back_as_valid(stems, anchor):
     answers = valid_answers(stems, anchor)
-    assert len(answers) == 10 * (1 + 4 * (2 if len(stems) == 4 else 1))
+    assert len(answers) == 3 * (1 + 4 * (2 if len(stems) == 4 else 1))  # 3 wordings of each advice
     assert {advice_validity(parse_advice(a), stems, anchor) for a in answers} == {"valid"}
 
 
@@ -215,7 +215,7 @@ def test_ranked_decoding_in_chunks_scores_and_picks_as_in_one_go(tiny):
                for i, (s, a) in enumerate(rows)]
     inputs = processor(text=prompts, audio=make_clips(3), sampling_rate=24000)
     answers, whole = score_answers(model, processor, inputs, rows, chunk_size=10_000)
-    assert [len(a) for a in answers] == [90, 50, 90]  # a mix without vocals, anchor bass: only the drums
+    assert [len(a) for a in answers] == [27, 15, 27]  # a mix without vocals, anchor bass: only the drums
     for chunk_size in (1, 7, None):
         _, chunked = score_answers(model, processor, inputs, rows, chunk_size=chunk_size)
         for a, b in zip(chunked, whole):

@@ -20,9 +20,23 @@ def test_every_response_template_parses_exactly(category):
 
 
 def test_templates_are_grammatical():
-    assert format_response("loud", "drums", 0) == "The drums are a little too loud. Reduce the drums by 3 to 6 dB."
-    assert format_response("very_quiet", "bass", 1) == "Bass is buried in the mix. Raise the bass by 6 to 12 dB."
-    assert format_response("quiet", "vocals", 5) == "Vocals are a touch too low. Add 3 to 6 dB to the vocals."
+    assert format_response("loud", "drums", 0) == "The drums are too loud: lower them by 3 to 6 dB. The drums are slightly too prominent."
+    assert format_response("very_quiet", "bass", 1) == "The bass is too quiet: raise it by 6 to 12 dB. I can barely hear the bass."
+    assert format_response("no_error", None, 2) == "The mix is balanced: leave the levels as they are. The stems sit well together."
+
+
+def test_the_first_sentence_of_a_response_is_its_whole_advice():
+    """Greedy decoding commits at the first tokens: every wording of an advice starts with the same decision, and
+    different advice differs in its first sentence, which names the stem (second word) before the direction."""
+    first = {}
+    for category in CATEGORIES:
+        for stem in TARGET_STEMS:
+            sentences = {format_response(category, stem, i).split(". ")[0] for i in range(len(RESPONSE_TEMPLATES[category]))}
+            assert len(sentences) == 1, sentences
+            first[(category, None if category == "no_error" else stem)] = sentences.pop()
+    assert len(set(first.values())) == len(first) == 1 + 4 * len(TARGET_STEMS)
+    assert {text.split()[1] for text in first.values()} == {*TARGET_STEMS, "mix"}
+    assert {text.split(": ")[1].split()[0] for text in first.values()} == {"raise", "lower", "leave"}
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from mixingbuddy.evaluation.scoring import (
     score_predictions,
     true_advice,
 )
-from vocabulary_mixingbuddy import CATEGORIES, STEMS, TARGET_STEMS, format_response
+from vocabulary_mixingbuddy import CATEGORIES, RESPONSE_TEMPLATES, STEMS, TARGET_STEMS, format_response
 
 METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "mixingbuddy_gain"
 ACCURACIES = ("joint_accuracy", "stem_accuracy", "direction_accuracy", "magnitude_accuracy")
@@ -81,15 +81,16 @@ def ground_truth_records():
         for stem in TARGET_STEMS
         for anchor in TARGET_STEMS
         if anchor != stem
-        for template in range(10)
+        for template in range(len(RESPONSE_TEMPLATES[category]))
     ]
 
 
 def test_ground_truth_scores_100_percent():
+    """Every wording of every advice (5 categories × 3 targets × 2 anchors × 3 wordings) graded against its own truth."""
     metrics = score_predictions(ground_truth_records())
-    assert metrics["overall"] == summary(300, 240, 1.0, 1.0, 1.0, 1.0)
+    assert metrics["overall"] == summary(90, 72, 1.0, 1.0, 1.0, 1.0)
     for task in ("error_detection", "stem_identification", "direction_prediction"):
-        assert metrics[task] == table(240, 0, 0, 60, 1.0, 1.0, 1.0)
+        assert metrics[task] == table(72, 0, 0, 18, 1.0, 1.0, 1.0)
     for key in ("by_category", "by_stem", "by_direction"):
         for group, values in metrics[key].items():
             assert values["n"] > 0, (key, group)
@@ -155,7 +156,7 @@ def test_markdown_tables(metrics):
 def test_true_advice_and_labels_read_back_from_responses():
     for category in CATEGORIES:
         for stem in TARGET_STEMS:
-            for template in range(10):
+            for template in range(len(RESPONSE_TEMPLATES[category])):
                 labels = labels_from_response(format_response(category, stem, template))
                 expected_stem = None if category == "no_error" else stem
                 assert labels == {"target_stem": expected_stem, "error_category": category}

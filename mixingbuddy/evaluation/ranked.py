@@ -19,9 +19,8 @@ def rank_advice(
     the model's log-likelihood, add up the probabilities of the answers that give the same advice (stem, direction),
     take the most likely advice, then its most likely size (dB range) the same way, and return its most likely wording.
 
-    Greedy decoding splits an advice's probability across its ten wordings and picks a single token path, so an advice
-    worded in many different ways ("the mix is balanced", "all stems sit well", …) loses to one whose wordings share
-    their first tokens; summing over wordings removes that bias. `inputs` are the processor's (left-padded) prompts
+    Greedy decoding follows a single token path: it commits to an advice at the response's first words (which carry the
+    decision in every wording) and then to one wording; summing over the wordings scores each advice as a whole. `inputs` are the processor's (left-padded) prompts
     with audio and `rows` one (stems present, anchor) pair per prompt; `chunk_size` as in `score_answers`.
     """
     chosen = []
