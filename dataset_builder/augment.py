@@ -2,23 +2,51 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .levels import db_to_gain
+
+NOISE_BANK_SAMPLES = 1 << 22  # 4,194,304 standard normal samples (16 MB), 17 clips of 10 s at 24 kHz
+NOISE_BANK_SEED = 0
+
+
+@functools.cache
+def noise_bank() -> np.ndarray:
+    """Standard normal float32 samples drawn once per process from a fixed seed (read-only)."""
+    bank = np.random.default_rng(NOISE_BANK_SEED).standard_normal(NOISE_BANK_SAMPLES, dtype=np.float32)
+    bank.flags.writeable = False
+    return bank
+
+
+def bank_noise(rng: np.random.Generator, size: int) -> np.ndarray:
+    """`size` standard normal samples: the noise bank read from an offset drawn by `rng`, wrapping around its end.
+    Each sample is N(0, 1) and samples at different positions are independent, as with a fresh draw, at the cost of a
+    slice instead of `size` Gaussian draws."""
+    bank = noise_bank()
+    start = int(rng.integers(len(bank)))
+    if start + size <= len(bank):
+        return bank[start : start + size]
+    return np.concatenate((bank[start:], np.resize(bank, size - (len(bank) - start))))
 
 
 def augment_mix(mix: np.ndarray, seed) -> np.ndarray:
     """Whole-mix gain U(-3, +3) dB, white noise at an SNR of U(40, 60) dB, DC offset U(-0.005, +0.005), clamp [-1, 1].
 
     Args:
-        mix: float mono [samples] (or any shape; the noise is drawn per sample).
+        mix: float mono [samples] (or any shape; the noise is drawn per sample, from `bank_noise`).
         seed: anything `numpy.random.default_rng` accepts (int, `SeedSequence`, `Generator`).
 
     Returns float32, same shape. The same seed gives the same result.
     """
     rng = np.random.default_rng(seed)
     gain_db, snr_db, dc_offset = rng.uniform(-3, 3), rng.uniform(40, 60), rng.uniform(-0.005, 0.005)
-    mix = np.asarray(mix, dtype=np.float32) * np.float32(db_to_gain(gain_db))
-    noise_rms = np.sqrt(np.mean(np.square(mix, dtype=np.float64))) / db_to_gain(snr_db)
-    noise = rng.standard_normal(mix.shape, dtype=np.float32) * np.float32(noise_rms)
-    return np.clip(mix + noise + np.float32(dc_offset), -1.0, 1.0)
+    mix = np.asarray(mix, dtype=np.float32)
+    flat = mix.reshape(-1)
+    gain = np.float32(db_to_gain(gain_db))
+    noise_rms = gain * np.sqrt(np.dot(flat, flat) / max(flat.size, 1)) / db_to_gain(snr_db)
+    out = flat * gain
+    out += bank_noise(rng, flat.size) * np.float32(noise_rms)
+    out += np.float32(dc_offset)
+    return np.clip(out, -1.0, 1.0, out=out).reshape(mix.shape)
