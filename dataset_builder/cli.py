@@ -19,7 +19,7 @@ def synth_stems(args: argparse.Namespace) -> int:
 
     synthesize_corpus(
         args.out, args.songs, args.seconds, args.seed, sample_rate=args.sample_rate, test_songs=args.test_songs,
-        level_spread_db=args.level_spread_db,
+        level_spread_db=args.level_spread_db, channels=args.channels,
     )
     print(f"Wrote a synthetic MUSDB18HQ-layout corpus to {args.out}")
     return 0
@@ -61,6 +61,8 @@ def add_dataset_commands(commands) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-songs", type=int, default=None, help="how many of the songs go to test/ (default: a fifth)")
     p.add_argument("--sample-rate", type=int, default=44100)
+    p.add_argument("--channels", type=int, default=2, choices=(1, 2),
+                   help="2: stereo, as MUSDB18HQ; 1: mono (with --sample-rate 24000, read in place, without a stem cache)")
     p.add_argument("--level-spread-db", type=float, default=3.0,
                    help="each song draws each stem's level within ±this many dB of its nominal level (default: 3)")
     p.set_defaults(func=synth_stems)

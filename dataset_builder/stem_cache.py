@@ -1,9 +1,11 @@
-"""A cache of mono stems at the model's rate, one float32 `.npy` per track, and flawed mixes rendered from it.
+"""The stems of a corpus as mono 16-bit samples at the model's rate, and flawed mixes rendered from them.
 
-Location: `<root>/<short hash of the resolved stems folder>/<track>/sr<rate>-v<format>-<fingerprint>.npy`, where the
-root is the `cache_dir` argument, else `$MIXINGBUDDY_CACHE_DIR`, else `~/.cache/mixingbuddy/stems`. The fingerprint
-hashes the size and modification time of the track's stem files, so editing a file makes a new entry (the stale
-one is deleted when the new one is written). Entries are written to a temporary file and renamed into place.
+A track whose stems are already mono 16-bit PCM WAV files at the model's rate is read in place (memory-mapped): nothing
+is written. Any other track is decoded, downmixed and resampled once into a cache entry, one int16 `.npy` per track, at
+`<root>/<short hash of the resolved stems folder>/<track>/sr<rate>-v<format>-<fingerprint>.npy`, where the root is the
+`cache_dir` argument, else `$MIXINGBUDDY_CACHE_DIR`, else `~/.cache/mixingbuddy/stems`. The fingerprint hashes the size
+and modification time of the track's stem files, so editing a file makes a new entry (the stale one is deleted when
+the new one is written). Entries are written to a temporary file and renamed into place.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from .rows import as_row
 
 CACHE_ENV = "MIXINGBUDDY_CACHE_DIR"
 DEFAULT_CACHE_ROOT = "~/.cache/mixingbuddy/stems"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # int16 samples (format 1 held float32)
+PCM_SCALE = 32768.0  # int16 sample -> float in [-1, 1)
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -54,10 +57,31 @@ def decode_mono(path: Path, sampling_rate: int) -> np.ndarray:
     return to_mono(audio, rate, sampling_rate)
 
 
-class StemCache:
-    """Stems of a MUSDB18HQ-layout folder as `[len(STEMS), samples]` float32 arrays, memory-mapped once per track.
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float samples -> int16, rounded and clipped to the 16-bit range."""
+    return np.clip(np.rint(audio * PCM_SCALE), -32768, 32767).astype(np.int16)
 
-    Rendering a chunk is then a slice and a weighted sum. Entries are created on first use (decode + resample).
+
+def pcm16_samples(path: Path, sampling_rate: int) -> np.ndarray | None:
+    """A read-only memory map of the samples of a mono 16-bit PCM WAV file at `sampling_rate`, or None when the file
+    is anything else (so it has to be decoded)."""
+    info = sf.info(str(path))
+    if (info.format, info.subtype, info.channels, info.samplerate) != ("WAV", "PCM_16", 1, sampling_rate):
+        return None
+    with open(path, "rb") as file:  # find the RIFF "data" chunk
+        file.seek(12)
+        while len(header := file.read(8)) == 8:
+            size = int.from_bytes(header[4:], "little")
+            if header[:4] == b"data":
+                return np.memmap(path, dtype="<i2", mode="r", offset=file.tell(), shape=(info.frames,))
+            file.seek(size + size % 2, 1)
+    return None
+
+
+class StemCache:
+    """Stems of a MUSDB18HQ-layout folder as mono int16 samples at `sampling_rate`, memory-mapped once per track: the
+    WAV files themselves when they are in that form, otherwise a cache entry created on first use (decode, downmix,
+    resample). Rendering a chunk is then a slice and a weighted sum.
     """
 
     def __init__(self, stems_dir: str | Path, sampling_rate: int = 24000, cache_dir: str | Path | None = None):
@@ -65,7 +89,7 @@ class StemCache:
         self.sampling_rate = sampling_rate
         self.directory = stem_cache_dir(self.stems_dir, cache_dir)
         self._tracks: dict[str, Track] | None = None
-        self._arrays: dict[str, np.ndarray] = {}
+        self._arrays: dict[str, list[np.ndarray]] = {}
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_arrays": {}}  # workers re-open the memory maps instead of copying arrays
@@ -85,6 +109,13 @@ class StemCache:
         track = self.track(name)
         return self.directory / name / f"sr{self.sampling_rate}-v{CACHE_FORMAT}-{track.fingerprint()}.npy"
 
+    def in_place(self, name: str) -> list[np.ndarray] | None:
+        """The track's stems read in place (one memory map per WAV), or None when they need a cache entry."""
+        track = self.track(name)
+        track.validate()
+        stems = [pcm16_samples(track.stem_path(stem), self.sampling_rate) for stem in STEMS]
+        return stems if all(s is not None for s in stems) and len({len(s) for s in stems}) == 1 else None
+
     def ensure(self, name: str) -> Path:
         """The track's cache entry, decoded and written first if it is missing or stale."""
         path = self.entry_path(name)
@@ -96,16 +127,22 @@ class StemCache:
                     stale.unlink(missing_ok=True)
         return path
 
-    def load(self, name: str) -> np.ndarray:
-        """The track's stems, [len(STEMS), samples] float32 (read-only memory map, kept for later calls)."""
+    def samples(self, name: str) -> list[np.ndarray]:
+        """The track's stems, one read-only int16 [samples] array per stem of `STEMS` (kept for later calls)."""
         if name not in self._arrays:
-            self._arrays[name] = np.load(self.ensure(name), mmap_mode="r")
+            stems = self.in_place(name)
+            self._arrays[name] = stems if stems is not None else list(np.load(self.ensure(name), mmap_mode="r"))
         return self._arrays[name]
 
+    def load(self, name: str) -> np.ndarray:
+        """The whole track's stems, float32 [len(STEMS), samples] in [-1, 1)."""
+        return np.stack(self.samples(name)).astype(np.float32) / np.float32(PCM_SCALE)
+
     def chunk(self, name: str, start_sec: float, end_sec: float) -> np.ndarray:
-        """[len(STEMS), samples] view of the stems between two times."""
+        """The stems between two times, float32 [len(STEMS), samples] in [-1, 1)."""
         start = round(start_sec * self.sampling_rate)
-        return self.load(name)[:, start : start + round((end_sec - start_sec) * self.sampling_rate)]
+        stop = start + round((end_sec - start_sec) * self.sampling_rate)
+        return np.stack([s[start:stop] for s in self.samples(name)]).astype(np.float32) / np.float32(PCM_SCALE)
 
     def render(self, example) -> np.ndarray:
         """The flawed mix of a data-set row (in any form `as_row` reads), float32 [samples]: the stems present, the
@@ -129,7 +166,7 @@ class StemCache:
                 raise CorpusError(f"Track '{track.name}': {path} contains NaN or infinite samples")
             stems.append(mono)
         length = min(len(s) for s in stems)  # validated durations agree to a sample; resampling may round apart
-        return np.stack([s[:length] for s in stems])  # [len(STEMS), samples]
+        return to_pcm16(np.stack([s[:length] for s in stems]))  # [len(STEMS), samples]
 
 
 @functools.lru_cache(maxsize=8)

@@ -15,7 +15,7 @@ from dataset_builder.gating import GatingThresholds, gate_chunks
 from helpers import ROW_FORMS, rows_without_other, write_song
 
 from mixingbuddy.cli import main
-from vocabulary_mixingbuddy import CATEGORIES, INSTRUCTION_TEMPLATES, STEMS, TARGET_STEMS
+from vocabulary_mixingbuddy import CATEGORIES, INSTRUCTION_TEMPLATES, RESPONSE_TEMPLATES, STEMS, TARGET_STEMS
 
 RATE = 24000
 # name -> (source split, sampling rate, channels); every song lasts 21 s: two 10 s chunks, the partial third dropped.
@@ -88,7 +88,9 @@ def test_templates_are_used_about_equally():
     assert max(instruction.values()) < 1.2 * len(rows) / 10 and min(instruction.values()) > 0.8 * len(rows) / 10
     for category in CATEGORIES:
         response = Counter(row["response_template"] for row in rows if row["error_category"] == category)
-        assert len(response) == 10 and min(response.values()) > 0.6 * 60 and max(response.values()) < 1.4 * 60
+        expected = sum(response.values()) / len(RESPONSE_TEMPLATES[category])
+        assert len(response) == len(RESPONSE_TEMPLATES[category]) == 3
+        assert min(response.values()) > 0.85 * expected and max(response.values()) < 1.15 * expected
 
 
 def test_gains_lie_in_their_category_range(expanded):
@@ -301,6 +303,58 @@ def test_augment_mix_is_seeded_and_bounded():
     assert np.abs(augment_mix(3 * mix, 0)).max() <= 1.0
     ratio_db = 20 * np.log10(np.std(a) / np.std(mix))
     assert -3.01 < ratio_db < 3.01 and abs(a.mean()) < 0.006
+
+
+def test_bank_noise_is_white_standard_normal_at_any_offset():
+    """The pre-drawn bank keeps the augmentation's distribution: N(0, 1) samples, uncorrelated in time, wrapping
+    around the bank's end without a seam, the same offset for the same seed."""
+    from dataset_builder.augment import NOISE_BANK_SAMPLES, bank_noise, noise_bank
+
+    draws = np.stack([bank_noise(np.random.default_rng(seed), 10 * RATE) for seed in range(40)])
+    assert draws.shape == (40, 10 * RATE) and draws.dtype == np.float32
+    assert abs(draws.mean()) < 0.002 and abs(draws.std() - 1) < 0.002
+    assert abs(((draws - draws.mean()) ** 4).mean() / draws.var() ** 2 - 3) < 0.02  # Gaussian kurtosis
+    lag1 = (draws[:, 1:] * draws[:, :-1]).mean()
+    assert abs(lag1) < 0.002
+    np.testing.assert_array_equal(bank_noise(np.random.default_rng(7), 100), bank_noise(np.random.default_rng(7), 100))
+
+    class EndOfBank:  # an offset 10 samples before the end: the draw wraps to the bank's start
+        def integers(self, high):
+            return high - 10
+
+    wrapped = bank_noise(EndOfBank(), 30)
+    np.testing.assert_array_equal(wrapped, np.concatenate([noise_bank()[-10:], noise_bank()[:20]]))
+    assert len(noise_bank()) == NOISE_BANK_SAMPLES and not noise_bank().flags.writeable
+
+
+def test_augmented_noise_has_the_drawn_snr():
+    """What `augment_mix` adds beyond the gain and DC offset is white noise at an SNR within U(40, 60) dB."""
+    mix = 0.3 * np.sin(np.linspace(0, 3000, 10 * RATE)).astype(np.float32)
+    snrs = []
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        gain_db, snr_db, dc = rng.uniform(-3, 3), rng.uniform(40, 60), rng.uniform(-0.005, 0.005)
+        out = augment_mix(mix, seed)
+        noise = out - mix * np.float32(10 ** (gain_db / 20)) - np.float32(dc)
+        measured = 20 * np.log10(np.std(mix * 10 ** (gain_db / 20)) / np.std(noise))
+        assert abs(measured - snr_db) < 0.1 and abs(noise.mean()) < 1e-4
+        snrs.append(measured)
+    assert 39.9 <= min(snrs) and max(snrs) <= 60.1 and np.ptp(snrs) > 10
+
+
+def test_mono_pcm16_tracks_at_the_model_rate_are_read_in_place(tmp_path):
+    """No cache entry for a track already in the cache's form; its chunks are the files' samples."""
+    write_song(tmp_path / "corpus" / "train" / "Mono", RATE, 1, seed=3)
+    write_song(tmp_path / "corpus" / "test" / "Stereo", 44100, 2, seed=4)
+    cache = StemCache(tmp_path / "corpus", cache_dir=tmp_path / "cache")
+    chunk = cache.chunk("Mono", 2.0, 12.0)
+    expected = np.stack([sf.read(tmp_path / "corpus" / "train" / "Mono" / f"{s}.wav", dtype="float32")[0] for s in STEMS])
+    np.testing.assert_array_equal(chunk, expected[:, 2 * RATE : 12 * RATE])
+    assert cache.in_place("Mono") is not None and cache.in_place("Stereo") is None
+    cache.chunk("Stereo", 0.0, 1.0)
+    written = sorted(p.relative_to(cache.directory).parts[0] for p in cache.directory.rglob("*.npy"))
+    assert written == ["Stereo"]
+    assert np.load(next(cache.directory.rglob("*.npy"))).dtype == np.int16
 
 
 def test_cli_synth_stems_then_build_sampled(tmp_path, capsys):

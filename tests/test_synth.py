@@ -115,6 +115,29 @@ def test_level_spread_bounds_each_stems_drawn_level(tmp_path):
     assert max(abs(v) for v in levels) <= 0.5 and len(set(levels)) > 1
 
 
+def test_mono_corpus_at_24k_is_the_stereo_songs_downmix_with_their_levels(tmp_path):
+    """`channels=1` (the demo's form: what the stem cache reads in place) writes the same songs in mono, each stem at
+    its recorded level and the mixture still the exact sum."""
+    out = synthesize_corpus(tmp_path / "mono", 1, 10, SEED, sample_rate=24000, channels=1, progress=False)
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["channels"] == 1 and meta["sample_rate"] == 24000
+    record = meta["tracks"][0]
+    folder = out / record["split"] / record["track"]
+    for name in FILES:
+        info = sf.info(folder / name)
+        assert (info.samplerate, info.channels, info.subtype, info.frames) == (24000, 1, "PCM_16", 10 * 24000)
+    stems = [sf.read(folder / f"{stem}.wav", dtype="int16")[0].astype(np.int32) for stem in STEMS]
+    np.testing.assert_array_equal(sf.read(folder / "mixture.wav", dtype="int16")[0], np.sum(stems, axis=0))
+    for stem in STEMS:
+        audio, rate = sf.read(folder / f"{stem}.wav")
+        playing = np.ones(len(audio), dtype=bool)
+        for start, end in record["silent"][stem]:
+            playing[round(start * rate) : round(end * rate)] = False
+        assert rms_dbfs(audio[playing]) == pytest.approx(record["rms_dbfs"][stem], abs=0.1)
+        expected = synth.NOMINAL_RMS_DBFS[stem] + record["levels_db"][stem] + record["song_gain_db"]
+        assert record["rms_dbfs"][stem] == pytest.approx(expected, abs=0.02)
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
@@ -126,6 +149,7 @@ def test_level_spread_bounds_each_stems_drawn_level(tmp_path):
         ({"test_songs": 3}, "test_songs"),
         ({"sample_rate": 8000}, "sample_rate"),
         ({"level_spread_db": -1.0}, "level_spread_db"),
+        ({"channels": 3}, "channels"),
     ],
 )
 def test_bad_arguments_name_the_argument(tmp_path, kwargs, name):

@@ -37,8 +37,11 @@ def active_mask(plan: SongPlan, stem: str, num_samples: int, sample_rate: int) -
     return bars[np.minimum((np.arange(num_samples) / bar_samples).astype(np.int64), len(bars) - 1)]
 
 
-def render_song(plan: SongPlan, seed_sequence: np.random.SeedSequence, num_samples: int, sample_rate: int):
-    """The four stems as int16 arrays [samples, 2] (their sum is the mixture), the song gain and the stem levels.
+def render_song(
+    plan: SongPlan, seed_sequence: np.random.SeedSequence, num_samples: int, sample_rate: int, channels: int = 2
+):
+    """The four stems as int16 arrays [samples, channels] (stereo, or its mono downmix; their sum is the mixture), the
+    song gain and the stem levels.
 
     Each stem is scaled so its RMS where it plays is its nominal level plus the song's `levels_db`; then the whole
     song is scaled down if the mixture or a stem would peak above −1 dBFS. The levels are those of the result
@@ -49,7 +52,9 @@ def render_song(plan: SongPlan, seed_sequence: np.random.SeedSequence, num_sampl
     )
     stems, masks = {}, {}
     for stem, rng in zip(STEMS, map(np.random.default_rng, seed_sequence.spawn(len(STEMS)))):
-        audio = RENDERERS[stem](plan, rng, num_samples, sample_rate) * fade
+        audio = RENDERERS[stem](plan, rng, num_samples, sample_rate) * fade  # [2, samples]
+        if channels == 1:
+            audio = audio.mean(axis=0, keepdims=True)
         masks[stem] = active_mask(plan, stem, num_samples, sample_rate)
         rms = rms_where(audio, masks[stem])
         target = db_to_gain(NOMINAL_RMS_DBFS[stem] + plan.levels_db[stem])
@@ -65,9 +70,10 @@ def render_song(plan: SongPlan, seed_sequence: np.random.SeedSequence, num_sampl
 
 
 def rms_where(audio: np.ndarray, mask: np.ndarray) -> float:
-    """RMS of stereo `audio` [2, samples] over the samples where `mask` is true (0 if none)."""
+    """RMS of `audio` [channels, samples] over the samples where `mask` is true (0 if none)."""
     count = int(mask.sum())
-    return math.sqrt(float(np.square(audio).sum(axis=0) @ mask.astype(np.float32)) / (2 * count)) if count else 0.0
+    power = float(np.square(audio).sum(axis=0) @ mask.astype(np.float32))
+    return math.sqrt(power / (len(audio) * count)) if count else 0.0
 
 
 def silent_spans(plan: SongPlan, stem: str, seconds: float) -> list[list[float]]:
@@ -115,7 +121,7 @@ def split_sizes(songs: int, test_songs: int | None) -> tuple[int, int]:
     return songs - int(test_songs), int(test_songs)
 
 
-def check_arguments(songs, seconds, seed, sample_rate, level_spread_db=LEVEL_SPREAD_DB) -> None:
+def check_arguments(songs, seconds, seed, sample_rate, level_spread_db=LEVEL_SPREAD_DB, channels=2) -> None:
     def is_int(x):
         return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
@@ -129,6 +135,8 @@ def check_arguments(songs, seconds, seed, sample_rate, level_spread_db=LEVEL_SPR
         raise ValueError(f"sample_rate must be an integer >= {MIN_SAMPLE_RATE}, got {sample_rate!r}")
     if not isinstance(level_spread_db, numbers.Real) or not 0 <= level_spread_db <= 12:
         raise ValueError(f"level_spread_db must be a number from 0 to 12, got {level_spread_db!r}")
+    if channels not in (1, 2) or isinstance(channels, bool):
+        raise ValueError(f"channels must be 1 (mono) or 2 (stereo), got {channels!r}")
 
 
 def synthesize_corpus(
@@ -140,12 +148,14 @@ def synthesize_corpus(
     sample_rate: int = 44100,
     test_songs: int | None = None,
     level_spread_db: float = LEVEL_SPREAD_DB,
+    channels: int = 2,
     progress: bool = True,
 ) -> pathlib.Path:
     """Write a MUSDB18HQ-layout corpus of `songs` procedural songs of `seconds` each and return its folder.
 
-    Layout: `out_dir/{train,test}/<Artist - Title>/{bass,drums,other,vocals,mixture}.wav` (stereo PCM_16 at
-    `sample_rate`; the mixture is exactly the sum of the stems) and `out_dir/corpus.json` (the seed and every
+    Layout: `out_dir/{train,test}/<Artist - Title>/{bass,drums,other,vocals,mixture}.wav` (PCM_16 at `sample_rate`,
+    stereo like MUSDB18HQ or, with `channels=1`, mono — at the model's 24 kHz, the form the stem cache reads in place;
+    the mixture is exactly the sum of the stems) and `out_dir/corpus.json` (the seed and every
     song's parameters: tempo, key, progression, sounds, sections, silent spans, levels). The first songs go to
     train and the last `test_songs` to test (default: a fifth, at least one, but a single song goes to train). Each
     stem's level in a song is drawn within ±`level_spread_db` of its nominal level: the "right" balance varies.
@@ -154,7 +164,7 @@ def synthesize_corpus(
     The corpus is built in a temporary sibling folder and renamed into place, so an error leaves nothing behind.
     Raises `ValueError` for a bad argument (naming it) and `FileExistsError` if `out_dir` exists and is not empty.
     """
-    check_arguments(songs, seconds, seed, sample_rate, level_spread_db)
+    check_arguments(songs, seconds, seed, sample_rate, level_spread_db, channels)
     songs, seconds, seed, sample_rate = int(songs), float(seconds), int(seed), int(sample_rate)
     num_train, _ = split_sizes(songs, test_songs)
     out_dir = pathlib.Path(out_dir)
@@ -170,7 +180,7 @@ def synthesize_corpus(
             song_seeds = np.random.SeedSequence([seed, index])
             plan_seed, render_seed = song_seeds.spawn(2)
             plan = plan_song(np.random.default_rng(plan_seed), track, split, seconds, level_spread_db)
-            pcm, song_gain_db, rms_dbfs = render_song(plan, render_seed, num_samples, sample_rate)
+            pcm, song_gain_db, rms_dbfs = render_song(plan, render_seed, num_samples, sample_rate, channels)
             folder = staging / split / track
             folder.mkdir()
             for stem, audio in pcm.items():
@@ -184,6 +194,7 @@ def synthesize_corpus(
             "songs": songs,
             "seconds": seconds,
             "sample_rate": sample_rate,
+            "channels": channels,
             "stems": list(STEMS),
             "nominal_rms_dbfs": NOMINAL_RMS_DBFS,
             "level_spread_db": level_spread_db,
