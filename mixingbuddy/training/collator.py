@@ -18,15 +18,20 @@ from ..hub.vocabulary_mixingbuddy import advice_class
 class FlawedMixCollator:
     """Rows of the flawed-mix data set (in any form `as_row` reads) -> model inputs.
 
-    Each row's flawed mix is rendered from the stem cache (stems summed, the target scaled by its gain); training
-    collators also augment it, with a seed derived from (seed, uid, epoch) so that a run is reproducible whatever the
-    order, the number of workers or a resume. Prompt, audio and padding positions of `labels` are -100.
+    Each row's flawed mix is rendered from the stem cache (stems summed, the target scaled by its gain). Training
+    collators also augment it and, with `fresh_gains`, replace the row's gain by a new one drawn uniformly within its
+    category's range, so every pass over the data hears every chunk at new levels; both draws use a seed derived from
+    (seed, uid, epoch), so that a run is reproducible whatever the order, the number of workers or a resume. Prompt,
+    audio and padding positions of `labels` are -100.
     """
 
-    def __init__(self, processor, stems_dir, cache_dir=None, augment: bool = False, seed: int = 0):
+    def __init__(
+        self, processor, stems_dir, cache_dir=None, augment: bool = False, seed: int = 0, fresh_gains: bool = False
+    ):
         self.processor = processor
         self.cache = StemCache(stems_dir, processor.sampling_rate, cache_dir=cache_dir)
         self.augment = augment
+        self.fresh_gains = fresh_gains
         self.seed = seed
         self.epoch = 0
         self._prompts: dict[str, str] = {}
@@ -34,7 +39,7 @@ class FlawedMixCollator:
     def eval_copy(self) -> FlawedMixCollator:
         """The same collator (sharing its stem cache and prompts) without augmentation, for evaluation."""
         other = copy.copy(self)
-        other.augment = False
+        other.augment = other.fresh_gains = False
         return other
 
     def prompt(self, instruction: str) -> str:
@@ -45,10 +50,13 @@ class FlawedMixCollator:
         return self._prompts[instruction]
 
     def render(self, row: dict) -> np.ndarray:
+        if not (self.augment or self.fresh_gains):
+            return self.cache.render(row)
+        rng = keyed_rng(self.seed, row["uid"], self.epoch)
+        if self.fresh_gains:
+            row = {**row, "gain_db": float(rng.uniform(row["min_gain_db"], row["max_gain_db"]))}
         mix = self.cache.render(row)
-        if self.augment:
-            mix = augment_mix(mix, seed=keyed_rng(self.seed, row["uid"], self.epoch))
-        return mix
+        return augment_mix(mix, seed=rng) if self.augment else mix
 
     def __call__(self, rows, labels: bool = True):
         """Model inputs for a batch of rows: prompts and rendered mixes; with `labels`, also the responses (`labels`)

@@ -43,12 +43,21 @@ class MixingBuddyArguments:
     audio_encoder: str = MERT_V1_330M
     audio_frontend: str = field(default="hubert", metadata={"help": "'hubert' (MERT, the paper) or 'log_mel' (light, CPU)."})
     audio_pooling: int = 1
-    aux_loss: str | None = "norm"
+    mel_hop_length: int = field(default=320, metadata={"help": "Hop of the log-mel front-end (samples at 24 kHz)."})
+    aux_loss: str | None = field(default="norm", metadata={"help": "'norm', 'label' or 'none'."})
     aux_loss_weight: float = 0.05
     projector_dropout: float = 0.3
     projector_dropout_after_plateau: float = 0.1
     augment: bool = True
+    fresh_gains: bool = field(
+        default=False,
+        metadata={"help": "Draw a new gain within each row's category on every pass instead of the row's fixed gain."},
+    )
     feature_statistics_clips: int = 256
+
+    def __post_init__(self):
+        if self.aux_loss in ("none", "None", ""):  # how a command line or YAML file says "no auxiliary loss"
+            self.aux_loss = None
 
 
 def build_model(
@@ -60,6 +69,7 @@ def build_model(
     config_kwargs = {
         "audio_frontend": args.audio_frontend,
         "audio_pooling": args.audio_pooling,
+        **({"mel_hop_length": args.mel_hop_length} if args.audio_frontend == "log_mel" else {}),
         "aux_loss": args.aux_loss,
         "aux_loss_weight": args.aux_loss_weight,
         "projector_dropout": args.projector_dropout,
@@ -177,7 +187,12 @@ def main(
     train_dataset = dataset[script_args.dataset_train_split]
     eval_dataset = dataset[script_args.dataset_test_split] if training_args.eval_strategy != "no" else None
     collator = FlawedMixCollator(
-        processor, stems_dir, cache_dir=mb_args.stem_cache_dir, augment=mb_args.augment, seed=training_args.seed
+        processor,
+        stems_dir,
+        cache_dir=mb_args.stem_cache_dir,
+        augment=mb_args.augment,
+        seed=training_args.seed,
+        fresh_gains=mb_args.fresh_gains,
     )
     if mb_args.audio_frontend == "log_mel":
         fit_log_mel_statistics(unwrap_mixingbuddy(model), collator.eval_copy(), train_dataset, mb_args.feature_statistics_clips)
