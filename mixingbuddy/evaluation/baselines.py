@@ -1,0 +1,188 @@
+"""Baselines without a language model, scored like the model: a classifier's advice class (`ADVICE_CLASSES`) becomes
+the advice it stands for, read back and graded by `score_predictions`. The floor the model must clear."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..hub.vocabulary_mixingbuddy import ADVICE_CLASSES, TARGET_STEMS, advice_class, advice_stems, format_response
+from .scoring import prediction_record, score_predictions
+
+
+def class_advice(index: int) -> str:
+    """The response an advice class stands for (its first wording)."""
+    if ADVICE_CLASSES[index] == "no_error":
+        return format_response("no_error")
+    stem, category = ADVICE_CLASSES[index].split(":")
+    return format_response(category, stem)
+
+
+def allowed_classes(row: dict) -> torch.Tensor:
+    """[len(ADVICE_CLASSES)] bool: the classes whose advice may be given for the row's stems and anchor."""
+    stems = advice_stems(row["stems_present"], row["anchor_stem"])
+    return torch.tensor([name == "no_error" or name.split(":")[0] in stems for name in ADVICE_CLASSES])
+
+
+def score_classifier(rows: Sequence[dict], logits: torch.Tensor) -> tuple[dict, list[dict]]:
+    """(metrics, prediction records) of class logits [rows, len(ADVICE_CLASSES)]: the most likely allowed class of each
+    row, as advice text, graded like the model's answers."""
+    mask = torch.stack([allowed_classes(row) for row in rows])
+    chosen = logits.masked_fill(~mask, -torch.inf).argmax(-1).tolist()
+    records = [prediction_record(row, class_advice(c)) for row, c in zip(rows, chosen)]
+    return score_predictions(records), records
+
+
+@torch.no_grad()
+def log_mel_statistics(rows: Sequence[dict], collator, log_mel, batch_size: int = 64) -> torch.Tensor:
+    """Clip-average log-mel statistics of the rows' rendered mixes as the model's front-end sees them: per mel bin, the
+    mean and the standard deviation over the clip's frames, [rows, 2 × num_mel_bins]."""
+    features = []
+    for start in tqdm(range(0, len(rows), batch_size), desc="log-mel statistics", unit="batch"):
+        batch = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]  # a list or a `datasets` split
+        values = collator(batch, labels=False)["input_values"]
+        frames = log_mel(values)  # [batch, frames, num_mel_bins]
+        features.append(torch.cat([frames.mean(1), frames.std(1)], dim=-1))
+    return torch.cat(features)
+
+
+def anchor_one_hot(rows: Sequence[dict]) -> torch.Tensor:
+    """[rows, len(TARGET_STEMS)] one-hot of each row's anchor stem."""
+    return nn.functional.one_hot(
+        torch.tensor([TARGET_STEMS.index(r["anchor_stem"]) for r in rows]), len(TARGET_STEMS)
+    ).float()
+
+
+def advice_labels(rows: Sequence[dict]) -> torch.Tensor:
+    return torch.tensor([advice_class(r["target_stem"], r["error_category"]) for r in rows])
+
+
+class StatisticsClassifier(nn.Module):
+    """Standardised features → one hidden layer (GELU, dropout) → advice-class logits; `hidden_size=None` is a linear
+    classifier. The standardisation is fitted to the training features."""
+
+    def __init__(self, in_features: int, hidden_size: int | None = 256, dropout: float = 0.3):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_features))
+        self.register_buffer("std", torch.ones(in_features))
+        if hidden_size is None:
+            self.layers = nn.Linear(in_features, len(ADVICE_CLASSES))
+        else:
+            self.layers = nn.Sequential(
+                nn.Linear(in_features, hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, len(ADVICE_CLASSES))
+            )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # features: [batch, in_features] -> logits [batch, len(ADVICE_CLASSES)]
+        return self.layers((features - self.mean) / self.std)
+
+
+def fit_statistics_classifier(
+    train: tuple[torch.Tensor, torch.Tensor],
+    validation: tuple[torch.Tensor, torch.Tensor],
+    hidden_size: int | None = 256,
+    seed: int = 0,
+    max_epochs: int = 400,
+    patience: int = 40,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+) -> StatisticsClassifier:
+    """Train a `StatisticsClassifier` on (features, labels) with Adam, keeping the epoch with the best validation
+    accuracy and stopping after `patience` epochs without a better one."""
+    torch.manual_seed(seed)
+    (x, y), (val_x, val_y) = train, validation
+    model = StatisticsClassifier(x.shape[1], hidden_size)
+    model.mean.copy_(x.mean(0))
+    model.std.copy_(x.std(0).clamp(min=1e-6))
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    order = torch.Generator().manual_seed(seed)
+    best, best_state, waited = -1.0, None, 0
+    for _ in range(max_epochs):
+        model.train()
+        for batch in torch.randperm(len(x), generator=order).split(batch_size):
+            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            accuracy = (model(val_x).argmax(-1) == val_y).float().mean().item()
+        if accuracy > best:
+            best, best_state, waited = accuracy, copy.deepcopy(model.state_dict()), 0
+        elif (waited := waited + 1) >= patience:
+            break
+    model.load_state_dict(best_state)
+    return model.eval()
+
+
+def statistics_baselines(
+    splits: dict[str, Sequence[dict]], collator, log_mel, hidden_sizes=(256, None), seed: int = 0
+) -> dict[int | None, tuple[dict, list[dict]]]:
+    """Train a clip-statistics classifier per hidden size (None: linear) on `splits["train"]`, early-stopped on
+    `splits["validation"]`, and score it on `splits["test"]`: {hidden size: (metrics, prediction records)}. Inputs:
+    `log_mel_statistics` (computed once) and the anchor one-hot."""
+    data = {
+        name: (torch.cat([log_mel_statistics(rows, collator, log_mel), anchor_one_hot(rows)], dim=-1), advice_labels(rows))
+        for name, rows in splits.items()
+    }
+    test_rows = [splits["test"][i] for i in range(len(splits["test"]))]
+    results = {}
+    for hidden_size in hidden_sizes:
+        model = fit_statistics_classifier(data["train"], data["validation"], hidden_size=hidden_size, seed=seed)
+        with torch.no_grad():
+            results[hidden_size] = score_classifier(test_rows, model(data["test"][0]))
+    return results
+
+
+def train_advice_head(model, collator, rows: Sequence[dict], steps: int, learning_rate: float, batch_size: int = 16,
+                      seed: int = 0):
+    """Train the audio path (tower, layer mix, projector) and the advice head of a tiny `model` as a classifier alone,
+    without the language model: AdamW with cosine decay, `steps` batches of rendered (augmented) training mixes in a
+    seeded order, a new augmentation each epoch. Returns the model in eval mode."""
+    inner = model.model
+    modules = (inner.audio_tower, inner.layer_weights, inner.projector, model.advice_head)
+    optimizer = torch.optim.AdamW([p for m in modules for p in m.parameters()], lr=learning_rate, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + np.cos(np.pi * step / steps)))
+    order = torch.Generator().manual_seed(seed)
+    batches = []
+    model.train()
+    for _ in tqdm(range(steps), desc="advice head alone", unit="step"):
+        if not batches:
+            batches = torch.randperm(len(rows), generator=order).split(batch_size)[::-1]
+            batches = [b for b in batches if len(b) == batch_size]
+            collator.epoch += 1
+        batch = [rows[i] for i in batches.pop().tolist()]
+        logits = model.advice_head(inner.get_audio_features(collator(batch, labels=False)["input_values"]))
+        loss = nn.functional.cross_entropy(logits, advice_labels(batch))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def advice_head_logits(model, collator, rows: Sequence[dict], batch_size: int = 64) -> torch.Tensor:
+    """[rows, len(ADVICE_CLASSES)] logits of a model's advice head on the rows' rendered mixes (no augmentation)."""
+    logits = []
+    for start in tqdm(range(0, len(rows), batch_size), desc="advice head", unit="batch"):
+        batch = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
+        logits.append(model.advice_head(model.model.get_audio_features(collator(batch, labels=False)["input_values"])))
+    return torch.cat(logits)
+
+
+__all__ = [
+    "StatisticsClassifier",
+    "advice_head_logits",
+    "class_advice",
+    "fit_statistics_classifier",
+    "log_mel_statistics",
+    "score_classifier",
+    "statistics_baselines",
+    "train_advice_head",
+]
