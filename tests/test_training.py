@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from datasets import load_dataset
@@ -20,6 +21,7 @@ from mixingbuddy.training.callbacks import ProjectorDropoutSchedule
 from mixingbuddy.training.collator import FlawedMixCollator
 from mixingbuddy.training.run import run
 from mixingbuddy.training.trainer import MixingBuddySFTTrainer
+from vocabulary_mixingbuddy import STEMS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,6 +64,33 @@ def test_the_collator_takes_rows_in_every_form(tmp_path, synthetic_data, rows, f
     tolerance = 1e-5 if form == "torch" else 0.0  # the torch format rounds gain_db to float32
     for key in expected:
         torch.testing.assert_close(batch[key], expected[key], rtol=tolerance, atol=tolerance)
+
+
+def test_fresh_gains_redraw_the_gain_within_the_category_each_epoch(synthetic_data, rows):
+    """With `fresh_gains`, a flawed row sounds at a new gain of its category on every pass (the same for the same
+    seed and epoch); a balanced row and the evaluation copy render the row as built."""
+    stems, _, cache = synthetic_data
+    _, processor = build_tiny_model_and_processor(audio_frontend="log_mel", audio_pooling=24)
+    collator = FlawedMixCollator(processor, stems, cache_dir=cache, fresh_gains=True, seed=3)
+    flawed = next(r for r in rows if r["error_category"] == "very_loud")
+    balanced = next(r for r in rows if r["error_category"] == "no_error")
+    plain = collator.eval_copy()
+
+    def gain_heard(row):  # the target's gain that explains the rendered mix, found by least squares
+        chunk = collator.cache.chunk(row["track"], row["start_sec"], row["end_sec"])
+        target = chunk[STEMS.index(row["target_stem"])]
+        rest = chunk.sum(0) - target
+        return 20 * np.log10(float(np.dot(collator.render(row) - rest, target) / np.dot(target, target)))
+
+    heard = []
+    for epoch in range(4):
+        collator.epoch = epoch
+        heard.append(gain_heard(flawed))
+        np.testing.assert_array_equal(collator.render(balanced), plain.render(balanced))
+    assert all(6 - 1e-3 <= g <= 12 + 1e-3 for g in heard) and len({round(g, 3) for g in heard}) == 4
+    collator.epoch = 2
+    assert gain_heard(flawed) == pytest.approx(heard[2], abs=1e-6)
+    np.testing.assert_allclose(plain.render(flawed), collator.cache.render(flawed))
 
 
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tmp_path, synthetic_data, rows):
