@@ -24,7 +24,7 @@ def test_trie_next_tokens():
         TokenTrie([[1, 2], [1, 2, 9]])
 
 
-DRUMS_LOUD = "The drums are too loud: lower them by 6 to 12 dB. The drums are overpowering the mix."
+DRUMS_LOUD = "Lower the drums by 6 to 12 dB. The drums are far too loud."
 
 
 def encode(tokenizer, texts):
@@ -46,11 +46,11 @@ def test_mask_on_a_hand_made_prefix(tiny):
     eos, pad = tokenizer.convert_tokens_to_ids(END_OF_TURN), tokenizer.pad_token_id
     answer = encode(tokenizer, [DRUMS_LOUD])[0]
     valid = encode(tokenizer, valid_answers(STEMS, "vocals"))
-    k = len(tokenizer("The drums", add_special_tokens=False)["input_ids"])
+    k = len(tokenizer("Lower the drums", add_special_tokens=False)["input_ids"])
     (after_prefix,), _ = allowed_after(tokenizer, [(STEMS, "vocals")], [answer[:k]])
     assert after_prefix == {ids[k] for ids in valid if ids[:k] == answer[:k]} and answer[k] in after_prefix
 
-    # Anchor drums: "The" may not go on with " drums"; a finished answer (eos, then padding) allows only eos or pad.
+    # Anchor drums: "Lower the" may not go on with " drums"; a finished answer (eos, then padding) allows only eos or pad.
     (after_the,), _ = allowed_after(tokenizer, [(STEMS, "drums")], [answer[: k - 1]])
     assert answer[k - 1] not in after_the and after_the
     (finished,), _ = allowed_after(tokenizer, [(STEMS, "vocals")], [answer + [pad, pad]])
