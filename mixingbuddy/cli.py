@@ -21,12 +21,12 @@ def tiny_checkpoint(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from .demo import ModelCollapsedError, run_demo
+    from .demo import DemoCheckError, run_demo
 
     try:
         run_demo(Path(args.out), seed=args.seed, songs=args.songs, seconds=args.seconds, max_steps=args.max_steps,
-                 eval_limit=args.eval_limit, check_collapse=not args.no_collapse_check, overwrite=args.overwrite)
-    except ModelCollapsedError as err:
+                 eval_limit=args.eval_limit, checks=not args.no_checks, overwrite=args.overwrite, threads=args.threads)
+    except DemoCheckError as err:
         print(f"mixingbuddy demo: {err}", file=sys.stderr)
         return 1
     return 0
@@ -105,12 +105,13 @@ def add_model_commands(commands) -> None:
     p = commands.add_parser("demo", help="the offline demo: synthetic song, model, critique")
     p.add_argument("--out", default="demo_out", help="folder for everything the demo makes (default: demo_out)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--songs", type=int, default=120, help="songs in the synthetic corpus (default: 120)")
-    p.add_argument("--seconds", type=float, default=60.0, help="length of each song (default: 60)")
+    p.add_argument("--songs", type=int, default=150, help="songs in the synthetic corpus (default: 150)")
+    p.add_argument("--seconds", type=float, default=40.0, help="length of each song (default: 40)")
     p.add_argument("--max-steps", type=int, default=None, help="training steps (default: configs/tiny.yaml's)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate the first N test rows only")
-    p.add_argument("--no-collapse-check", action="store_true",
-                   help="do not fail when the model's answers do not vary (for smoke runs of a few steps)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for every stage (default: torch's)")
+    p.add_argument("--no-checks", action="store_true",
+                   help="do not fail when the model collapsed or the critique misses the flaw (smoke runs of a few steps)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo folder made with other settings")
     p.set_defaults(func=demo)
 

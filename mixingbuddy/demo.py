@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import yaml
 from tqdm.auto import tqdm
 
 from dataset_builder.levels import db_to_gain
@@ -20,10 +21,29 @@ from .files import check_location, read_marker, write_marker
 from .hub.vocabulary_mixingbuddy import STEMS
 DEMO_FLAW = {"stem": "drums", "gain_db": 9.0, "anchor": "vocals"}  # the critique's song: drums 9 dB too loud
 DEMO_LEVEL_SPREAD_DB = 1.5  # songs' own stem levels stray ±1.5 dB from nominal (synth-stems' default is ±3)
+DEMO_SONGS, DEMO_SECONDS, DEMO_SAMPLE_RATE = 150, 40.0, 24000  # many short songs: more variety per minute of audio
+DEMO_TEST_ROWS_PER_SONG = 77  # expanded rows (30 per gated 10-s chunk) per test song, measured on the demo corpus
+DEMO_COSTS = {  # measured on 2 cores (see README "What the demo reaches"); demo_estimate scales them
+    "synth_s_per_song_second": 0.018,
+    "train_s_per_step": 0.35,
+    "evaluate_s_per_row": 0.05,
+    "fixed_s": 90.0,
+    "fixed_bytes": 60_000_000,
+}
+MIN_CRITIQUE_WINDOWS = 5  # the critique must name the raised stem and say to lower it in 5 of its windows
+DEMO_CRITIQUE_HOP = 5.0  # seconds: a 40 s song gives 7 overlapping 10 s windows
 
 
-class ModelCollapsedError(RuntimeError):
+class DemoCheckError(RuntimeError):
+    """A demo result that no user would accept; the message says what went wrong."""
+
+
+class ModelCollapsedError(DemoCheckError):
     """The trained model gives the same answer for every clip: it learned the templates, not the audio."""
+
+
+class CritiqueMissedError(DemoCheckError):
+    """The critique of the demo song does not find the stem that was raised."""
 
 
 def check_not_collapsed(predictions_path: Path, min_distinct: int = 3):
@@ -37,6 +57,17 @@ def check_not_collapsed(predictions_path: Path, min_distinct: int = 3):
         raise ModelCollapsedError(
             f"The demo model collapsed: {sum(answers.values())} clips got only {len(answers)} distinct answers "
             f"({dict(answers)}); it ignores the audio."
+        )
+
+
+def check_critique(report: dict, stem: str, min_windows: int = MIN_CRITIQUE_WINDOWS):
+    """Fail loudly unless at least `min_windows` windows of the critique ask to lower `stem`."""
+    hits = sum(w["stem"] == stem and w["direction"] == "decrease" for w in report["windows"])
+    if hits < min(min_windows, len(report["windows"])):
+        said = Counter(f"{w['direction']} {w['stem'] or ''}".strip() for w in report["windows"])
+        raise CritiqueMissedError(
+            f"The critique missed the flaw: the {stem} were raised by {DEMO_FLAW['gain_db']:g} dB but only {hits} of "
+            f"{len(report['windows'])} windows say to lower them ({dict(said)})."
         )
 
 
@@ -76,14 +107,27 @@ def prepare_demo_folder(out: Path, settings: dict, overwrite: bool = False) -> P
     return out
 
 
+def demo_estimate(songs: int, seconds: float, max_steps: int, test_rows: int) -> tuple[float, int]:
+    """(minutes on 2 cores, bytes of disk) a demo of this size takes, from `DEMO_COSTS` measured on this project's
+    2-core CI machine kind."""
+    c = DEMO_COSTS
+    minutes = (songs * seconds * c["synth_s_per_song_second"] + max_steps * c["train_s_per_step"]
+               + test_rows * c["evaluate_s_per_row"] + c["fixed_s"]) / 60
+    disk = songs * seconds * DEMO_SAMPLE_RATE * 2 * (len(STEMS) + 1) + c["fixed_bytes"]  # mono PCM_16 stems + mixture
+    return minutes, int(disk)
+
+
 def run_demo(
-    out: Path, seed: int = 0, songs: int = 120, seconds: float = 60.0, max_steps: int | None = None,
-    eval_limit: int | None = None, check_collapse: bool = True, overwrite: bool = False,
+    out: Path, seed: int = 0, songs: int = DEMO_SONGS, seconds: float = DEMO_SECONDS, max_steps: int | None = None,
+    eval_limit: int | None = None, checks: bool = True, overwrite: bool = False, threads: int | None = None,
 ) -> dict:
-    """Run every stage, writing to `out`; returns the metrics of ranked decoding (`out/metrics.json`; greedy and
-    constrained decoding in `out/greedy/` and `out/constrained/`). An earlier demo's corpus and data set are reused
-    when they were made with the same seed, songs and seconds (`prepare_demo_folder`), so a second run only retrains
-    and re-evaluates."""
+    """Run every stage, writing to `out`; returns the metrics of each decoding on every test row (ranked in
+    `out/metrics.json`; greedy and constrained in `out/greedy/` and `out/constrained/`). An earlier demo's corpus and
+    data set are reused when they were made with the same seed, songs and seconds (`prepare_demo_folder`), so a second
+    run only retrains and re-evaluates. With `checks`, a model that collapsed or a critique that misses the flaw
+    raises a `DemoCheckError` after everything is written. `threads` sets `torch.set_num_threads`."""
+    import torch
+
     from dataset_builder import build_dataset
     from dataset_builder.synth import synthesize_corpus
 
@@ -91,51 +135,68 @@ def run_demo(
     from .evaluation.generation import evaluate_split
     from .evaluation.report import metrics_markdown
 
-    settings = {"seed": seed, "songs": songs, "seconds": seconds, "level_spread_db": DEMO_LEVEL_SPREAD_DB}
+    if threads is not None:
+        torch.set_num_threads(threads)
+    steps = max_steps if max_steps is not None else yaml.safe_load(config_file("tiny.yaml").read_text())["max_steps"]
+    minutes, disk = demo_estimate(songs, seconds, steps, eval_limit or DEMO_TEST_ROWS_PER_SONG * max(1, songs // 5))
+    print(f"The demo takes about {minutes:.0f} minutes on 2 cores and {disk / 1e9:.1f} GB of disk in {out}.")
+    settings = {"seed": seed, "songs": songs, "seconds": seconds, "level_spread_db": DEMO_LEVEL_SPREAD_DB,
+                "sample_rate": DEMO_SAMPLE_RATE, "channels": 1}
     out = prepare_demo_folder(out, settings, overwrite)
-    stems_dir, dataset_dir, cache_dir, model_dir = out / "corpus", out / "dataset", out / "cache", out / "model"
+    stems_dir, dataset_dir, model_dir = out / "corpus", out / "dataset", out / "model"
     stages = tqdm(total=5, desc="demo", unit="stage", position=0)
 
     stages.set_postfix_str("synthetic corpus")
-    if not stems_dir.exists():
-        synthesize_corpus(stems_dir, songs=songs, seconds=seconds, seed=seed, level_spread_db=DEMO_LEVEL_SPREAD_DB)
+    if not stems_dir.exists():  # mono PCM_16 at the model's rate: the stem cache reads it in place, writing nothing
+        synthesize_corpus(stems_dir, songs=songs, seconds=seconds, seed=seed, level_spread_db=DEMO_LEVEL_SPREAD_DB,
+                          sample_rate=DEMO_SAMPLE_RATE, channels=1)
     stages.update()
 
     stages.set_postfix_str("data set")
     if not dataset_dir.exists():
-        build_dataset(stems_dir, dataset_dir, config="expanded", seed=seed, cache_dir=cache_dir)
+        build_dataset(stems_dir, dataset_dir, config="expanded", seed=seed, cache_dir=out / "cache")
     stages.update()
 
     stages.set_postfix_str("training")
-    train_tiny_model(dataset_dir, stems_dir, cache_dir, model_dir, seed, max_steps)
+    train_tiny_model(dataset_dir, stems_dir, out / "cache", model_dir, seed, max_steps)
     stages.update()
 
     stages.set_postfix_str("evaluation")
     results = evaluate_split(
         str(model_dir), dataset_dir, out, stems_dir, split="test", batch_size=64, limit=eval_limit,
-        decodings=("ranked", "greedy", "constrained"), limits={"greedy": 1260, "constrained": 630}, cache_dir=cache_dir,
+        decodings=("ranked", "greedy", "constrained"), cache_dir=out / "cache",
     )
-    for predictions in (out / "predictions.jsonl", out / "greedy" / "predictions.jsonl"):
-        if check_collapse:
-            check_not_collapsed(predictions)
     stages.update()
 
     stages.set_postfix_str("critique")
     track = sorted((stems_dir / "test").iterdir())[0]
     song = flawed_song(track, out / "demo_song.wav", DEMO_FLAW["stem"], DEMO_FLAW["gain_db"])
-    report = critique_file(song, anchor=DEMO_FLAW["anchor"], model=str(model_dir))
+    report = critique_file(song, anchor=DEMO_FLAW["anchor"], model=str(model_dir), hop_seconds=DEMO_CRITIQUE_HOP)
     (out / "critique.json").write_text(json.dumps(report, indent=2) + "\n")
     stages.update()
     stages.close()
 
     print("\nEvaluation on the held-out test songs (ranked decoding):\n")
     print(metrics_markdown(results["ranked"]))
-    for decoding in ("greedy", "constrained"):
-        o = results[decoding]["overall"]
-        print(f"{decoding} decoding ({o['n']} rows): joint {o['joint_accuracy']:.1%}, unparseable "
-              f"{o['unparseable_share']:.1%}, impossible {o['impossible_share']:.1%}")
+    print(decoding_table(results))
     print(f"\nCritique of {track.name} with the {DEMO_FLAW['stem']} raised by {DEMO_FLAW['gain_db']:g} dB:")
     print(format_critique(report))
     print(f"\nEverything is in {out}: metrics.json, metrics.md, predictions.jsonl, plots, model/, critique.json")
     print(f"Open the web page on this model (from the repository): python app.py --model {model_dir}")
-    return results["ranked"]
+    if checks:
+        for predictions in (out / "predictions.jsonl", out / "greedy" / "predictions.jsonl"):
+            check_not_collapsed(predictions)
+        check_critique(report, DEMO_FLAW["stem"])
+    return results
+
+
+def decoding_table(results: dict[str, dict]) -> str:
+    """One markdown row per decoding: rows, joint and no_error accuracy, unparseable and impossible shares."""
+    lines = ["| decoding | rows | joint | no_error | unparseable | impossible |", "|---|---|---|---|---|---|"]
+    for decoding, metrics in results.items():
+        o, no_error = metrics["overall"], metrics["by_category"].get("no_error", {})
+        lines.append(
+            f"| {decoding} | {o['n']} | {o['joint_accuracy']:.1%} | {no_error.get('joint_accuracy', float('nan')):.1%} "
+            f"| {o['unparseable_share']:.1%} | {o['impossible_share']:.1%} |"
+        )
+    return "\n".join(lines)

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mixingbuddy.demo import ModelCollapsedError, check_not_collapsed, flawed_song
+from mixingbuddy.demo import (
+    CritiqueMissedError,
+    ModelCollapsedError,
+    check_critique,
+    check_not_collapsed,
+    decoding_table,
+    demo_estimate,
+    flawed_song,
+)
 from vocabulary_mixingbuddy import STEMS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +38,29 @@ def test_collapse_check_fails_loudly_when_answers_do_not_vary(tmp_path):
         check_not_collapsed(same)
     varied = [(s, d) for s in ("bass", "drums", "vocals") for d in ("increase", "decrease")] + [(None, "none")]
     check_not_collapsed(write_predictions(tmp_path / "varied.jsonl", varied * 5))
+
+
+def test_critique_check_needs_five_windows_that_lower_the_raised_stem():
+    def report(*said):
+        return {"windows": [{"stem": stem, "direction": direction} for stem, direction in said]}
+
+    lower, raise_ = ("drums", "decrease"), ("drums", "increase")
+    check_critique(report(*[lower] * 5, raise_), "drums")
+    with pytest.raises(CritiqueMissedError, match=r"only 4 of 6 windows say to lower them .*'increase drums': 2"):
+        check_critique(report(*[lower] * 4, raise_, raise_), "drums")
+    with pytest.raises(CritiqueMissedError, match="only 0 of 6"):
+        check_critique(report(*[("bass", "decrease")] * 6), "drums")
+    check_critique(report(lower, lower), "drums")  # a song shorter than five windows: every window must say it
+
+
+def test_decoding_table_and_estimate():
+    metrics = {"overall": {"n": 10, "joint_accuracy": 0.75, "unparseable_share": 0.0, "impossible_share": 0.1},
+               "by_category": {"no_error": {"joint_accuracy": 0.5}}}
+    table = decoding_table({"ranked": metrics, "greedy": metrics})
+    assert table.splitlines()[2] == "| ranked | 10 | 75.0% | 50.0% | 0.0% | 10.0% |" and len(table.splitlines()) == 4
+    minutes, disk = demo_estimate(100, 60.0, 1000, 2000)
+    assert 0 < minutes < 15 and disk < 2e9
+    assert demo_estimate(200, 60.0, 1000, 2000)[1] > 1.9 * disk  # the corpus dominates the disk
 
 
 def test_flawed_song_raises_one_stem(tmp_path):
@@ -64,7 +95,7 @@ def test_an_installed_copy_runs_the_demo_from_another_folder(tmp_path):
     )
     assert all(path.startswith(str(site)) for path in where.stdout.split()), where.stdout
     command = [str(site / "bin" / "mixingbuddy"), "demo", "--out", "out", "--songs", "6", "--seconds", "20",
-               "--max-steps", "2", "--eval-limit", "8", "--no-collapse-check"]
+               "--max-steps", "2", "--eval-limit", "8", "--no-checks"]
     done = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     out = elsewhere / "out"
