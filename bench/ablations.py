@@ -85,7 +85,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path):
+def plot(rows: list[dict], path: Path, steps: int):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,7 +100,8 @@ def plot(rows: list[dict], path: Path):
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel(f"joint accuracy on the demo's {ranked[0]['n']} test rows (%)")
-    ax.set_title("Ablations: language-model variants (ranked decoding, blue) and classifiers (grey)")
+    ax.set_title(f"{steps} steps each, seed {ranked[0]['seed']}: language model, ranked (blue); classifiers (grey)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -141,7 +142,8 @@ def main() -> int:
         dataset = load_dataset(str(demo / "dataset"))
         model, processor = build_tiny_model_and_processor(
             seed=args.seed, text_hidden_size=recipe["tiny_text_hidden_size"], audio_frontend="log_mel",
-            audio_pooling=recipe["audio_pooling"], aux_loss="label", projector_dropout=recipe["projector_dropout"])
+            audio_pooling=recipe["audio_pooling"], mel_hop_length=recipe["mel_hop_length"], aux_loss="label",
+            projector_dropout=recipe["projector_dropout"])
         collator = FlawedMixCollator(processor, demo / "corpus", cache_dir=demo / "cache", augment=recipe["augment"],
                                      seed=args.seed, fresh_gains=recipe.get("fresh_gains", False))
         fit_log_mel_statistics(model, collator.eval_copy(), dataset["train"], recipe["feature_statistics_clips"])
@@ -160,7 +162,7 @@ def main() -> int:
     table = markdown(rows)
     write_file_atomic(out / "ablations.md", table + "\n")
     write_file_atomic(out / "ablations.json", json.dumps(rows, indent=2) + "\n")
-    plot(rows, out / "ablations.png")
+    plot(rows, out / "ablations.png", args.steps)
     print(table)
     if scores:
         print(f"\nBest language-model variant (ranked joint): {max(scores, key=scores.get)}; seed {args.seed}, "

@@ -25,9 +25,9 @@ DEMO_SONGS, DEMO_SECONDS, DEMO_SAMPLE_RATE = 150, 40.0, 24000  # many short song
 DEMO_TEST_ROWS_PER_SONG = 77  # expanded rows (30 per gated 10-s chunk) per test song, measured on the demo corpus
 DEMO_COSTS = {  # measured on 2 cores (see README "What the demo reaches"); demo_estimate scales them
     "synth_s_per_song_second": 0.018,
-    "train_s_per_step": 0.35,
-    "evaluate_s_per_row": 0.05,
-    "fixed_s": 90.0,
+    "train_s_per_step": 0.41,  # with the evaluations during training
+    "evaluate_s_per_row": 0.04,  # three decodings
+    "fixed_s": 30.0,
     "fixed_bytes": 60_000_000,
 }
 MIN_CRITIQUE_WINDOWS = 5  # the critique must name the raised stem and say to lower it in 5 of its windows
