@@ -150,7 +150,7 @@ def weights(folder) -> dict:
 
 
 def test_checkpoints_reload_identically_and_resume_continues_the_data_order(tmp_path, synthetic_data):
-    common = ("--max_steps", "6", "--save_steps", "3", "--per_device_train_batch_size", "4")
+    common = ("--max_steps", "6", "--save_steps", "3", "--save_total_limit", "2", "--per_device_train_batch_size", "4")
     trainer = run_train_sft(synthetic_data, tmp_path / "full", *common)
     final = tmp_path / "full"
     reloaded = AutoModelForCausalLM.from_pretrained(final, trust_remote_code=True).eval()
