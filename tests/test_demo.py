@@ -102,3 +102,16 @@ def test_an_installed_copy_runs_the_demo_from_another_folder(tmp_path):
     assert (out / "model" / "model.safetensors").exists() and (out / "model" / "vocabulary_mixingbuddy.py").exists()
     assert json.loads((out / "metrics.json").read_text())["overall"]["n"] == 8
     assert json.loads((out / "critique.json").read_text())["windows"]
+
+
+def test_a_failed_check_is_one_line_and_exit_code_1(monkeypatch, capsys):
+    import mixingbuddy.demo
+    from mixingbuddy.cli import main
+
+    def missed(*args, **kwargs):
+        raise CritiqueMissedError("The critique missed the flaw: only 2 of 7 windows say to lower them.")
+
+    monkeypatch.setattr(mixingbuddy.demo, "run_demo", missed)
+    assert main(["demo", "--out", "unused"]) == 1
+    err = capsys.readouterr().err
+    assert err == "mixingbuddy demo: The critique missed the flaw: only 2 of 7 windows say to lower them.\n"
