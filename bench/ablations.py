@@ -13,7 +13,7 @@ constrained decoding). The baselines are scored with the same metrics through th
 Writes `OUT/ablations.json`, `OUT/ablations.md` and `OUT/ablations.png` and prints the table; each row states its
 seed. Needs the demo's folder (`make demo` or `mixingbuddy demo` first: its corpus and data set are reused).
 
-    .venv/bin/python bench/ablations.py [--demo demo_out] [--out bench_out/ablations] [--steps 600] [--seed 0]
+    .venv/bin/python bench/ablations.py [--demo demo_out] [--out bench_out/ablations] [--steps 500] [--seed 0]
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo", default="demo_out", help="a demo's folder (corpus/, dataset/)")
     parser.add_argument("--out", default="bench_out/ablations")
-    parser.add_argument("--steps", type=int, default=600, help="training steps of every variant (default: 600)")
+    parser.add_argument("--steps", type=int, default=500, help="training steps of every variant (default: 500)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", choices=[*VARIANTS, "baselines"], help="run only these")
     args = parser.parse_args()
