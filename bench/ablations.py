@@ -29,6 +29,7 @@ import yaml
 from datasets import load_dataset
 
 from mixingbuddy import config_file
+from mixingbuddy.hub.configuration_mixingbuddy import MixingBuddyConfig
 from mixingbuddy.evaluation.baselines import advice_head_logits, score_classifier, statistics_baselines, train_advice_head
 from mixingbuddy.evaluation.generation import evaluate_split
 from mixingbuddy.files import write_file_atomic
@@ -37,7 +38,6 @@ from mixingbuddy.training.collator import FlawedMixCollator
 from mixingbuddy.training.log_mel import fit_log_mel_statistics
 from mixingbuddy.training.run import run
 
-FRAMES = 249  # log-mel frames of a 10 s clip at the tiny config's hop (960)
 # name -> (what it asks, overrides of configs/tiny.yaml); "recipe" is the demo's own configuration.
 VARIANTS = {
     "recipe": ("the demo's recipe", {}),
@@ -64,8 +64,10 @@ def train_variant(name: str, overrides: dict, demo: Path, out: Path, steps: int,
     return model_dir, runtime / steps
 
 
-def tokens(pooling: int) -> int:
-    return -(-FRAMES // pooling)
+def tokens(recipe: dict, pooling: int) -> int:
+    """Audio tokens per 10 s clip of the recipe's log-mel front-end at `pooling`."""
+    return MixingBuddyConfig(audio_frontend="log_mel", mel_hop_length=recipe["mel_hop_length"],
+                             audio_pooling=pooling).audio_tokens_per_clip
 
 
 def row(name: str, question: str, seed: int, metrics: dict, seconds_per_step: float | None, decoding: str) -> dict:
@@ -129,7 +131,7 @@ def main() -> int:
         if name not in chosen:
             continue
         pooling = overrides.get("audio_pooling", recipe["audio_pooling"])
-        label = f"{name} ({tokens(pooling)} tokens)" if name == "recipe" else name
+        label = f"{name} ({tokens(recipe, pooling)} tokens)" if name == "recipe" else name
         model_dir, seconds_per_step = train_variant(name, overrides, demo, out, args.steps, args.seed)
         decodings = ("ranked", "greedy", "constrained") if name == "recipe" else ("ranked",)
         results = evaluate_split(str(model_dir), demo / "dataset", out / "eval" / name.replace(" ", "_"), demo / "corpus",

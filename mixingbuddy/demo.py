@@ -130,6 +130,7 @@ def run_demo(
 
     from dataset_builder import build_dataset
     from dataset_builder.synth import synthesize_corpus
+    from dataset_builder.synth.corpus import split_sizes
 
     from .critique import critique_file, format_critique
     from .evaluation.generation import evaluate_split
@@ -138,12 +139,12 @@ def run_demo(
     if threads is not None:
         torch.set_num_threads(threads)
     steps = max_steps if max_steps is not None else yaml.safe_load(config_file("tiny.yaml").read_text())["max_steps"]
-    minutes, disk = demo_estimate(songs, seconds, steps, eval_limit or DEMO_TEST_ROWS_PER_SONG * max(1, songs // 5))
+    minutes, disk = demo_estimate(songs, seconds, steps, eval_limit or DEMO_TEST_ROWS_PER_SONG * split_sizes(songs, None)[1])
     print(f"The demo takes about {minutes:.0f} minutes on 2 cores and {disk / 1e9:.1f} GB of disk in {out}.")
     settings = {"seed": seed, "songs": songs, "seconds": seconds, "level_spread_db": DEMO_LEVEL_SPREAD_DB,
                 "sample_rate": DEMO_SAMPLE_RATE, "channels": 1}
     out = prepare_demo_folder(out, settings, overwrite)
-    stems_dir, dataset_dir, model_dir = out / "corpus", out / "dataset", out / "model"
+    stems_dir, dataset_dir, cache_dir, model_dir = out / "corpus", out / "dataset", out / "cache", out / "model"
     stages = tqdm(total=5, desc="demo", unit="stage", position=0)
 
     stages.set_postfix_str("synthetic corpus")
@@ -154,17 +155,17 @@ def run_demo(
 
     stages.set_postfix_str("data set")
     if not dataset_dir.exists():
-        build_dataset(stems_dir, dataset_dir, config="expanded", seed=seed, cache_dir=out / "cache")
+        build_dataset(stems_dir, dataset_dir, config="expanded", seed=seed, cache_dir=cache_dir)
     stages.update()
 
     stages.set_postfix_str("training")
-    train_tiny_model(dataset_dir, stems_dir, out / "cache", model_dir, seed, max_steps)
+    train_tiny_model(dataset_dir, stems_dir, cache_dir, model_dir, seed, max_steps)
     stages.update()
 
     stages.set_postfix_str("evaluation")
     results = evaluate_split(
         str(model_dir), dataset_dir, out, stems_dir, split="test", batch_size=64, limit=eval_limit,
-        decodings=("ranked", "greedy", "constrained"), cache_dir=out / "cache",
+        decodings=("ranked", "greedy", "constrained"), cache_dir=cache_dir,
     )
     stages.update()
 

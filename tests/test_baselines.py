@@ -3,13 +3,13 @@
 import torch
 
 from mixingbuddy.evaluation.baselines import (
-    advice_labels,
     allowed_classes,
     class_advice,
     fit_statistics_classifier,
     log_mel_statistics,
     score_classifier,
 )
+from mixingbuddy.training.collator import advice_labels
 from vocabulary_mixingbuddy import ADVICE_CLASSES, CATEGORIES, STEMS, format_response, parse_advice
 
 

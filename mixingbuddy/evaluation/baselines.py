@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..hub.vocabulary_mixingbuddy import ADVICE_CLASSES, TARGET_STEMS, advice_class, advice_stems, format_response
+from ..hub.vocabulary_mixingbuddy import ADVICE_CLASSES, TARGET_STEMS, advice_stems, format_response
+from ..training.collator import advice_labels
 from .scoring import prediction_record, score_predictions
 
 
@@ -38,13 +39,18 @@ def score_classifier(rows: Sequence[dict], logits: torch.Tensor) -> tuple[dict, 
     return score_predictions(records), records
 
 
+def row_batches(rows: Sequence[dict], batch_size: int, desc: str):
+    """Consecutive lists of at most `batch_size` rows (of a list or a `datasets` split), with a progress bar."""
+    for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch"):
+        yield [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
+
+
 @torch.no_grad()
 def log_mel_statistics(rows: Sequence[dict], collator, log_mel, batch_size: int = 64) -> torch.Tensor:
     """Clip-average log-mel statistics of the rows' rendered mixes as the model's front-end sees them: per mel bin, the
     mean and the standard deviation over the clip's frames, [rows, 2 × num_mel_bins]."""
     features = []
-    for start in tqdm(range(0, len(rows), batch_size), desc="log-mel statistics", unit="batch"):
-        batch = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]  # a list or a `datasets` split
+    for batch in row_batches(rows, batch_size, "log-mel statistics"):
         values = collator(batch, labels=False)["input_values"]
         frames = log_mel(values)  # [batch, frames, num_mel_bins]
         features.append(torch.cat([frames.mean(1), frames.std(1)], dim=-1))
@@ -56,10 +62,6 @@ def anchor_one_hot(rows: Sequence[dict]) -> torch.Tensor:
     return nn.functional.one_hot(
         torch.tensor([TARGET_STEMS.index(r["anchor_stem"]) for r in rows]), len(TARGET_STEMS)
     ).float()
-
-
-def advice_labels(rows: Sequence[dict]) -> torch.Tensor:
-    return torch.tensor([advice_class(r["target_stem"], r["error_category"]) for r in rows])
 
 
 class StatisticsClassifier(nn.Module):
@@ -170,8 +172,7 @@ def train_advice_head(model, collator, rows: Sequence[dict], steps: int, learnin
 def advice_head_logits(model, collator, rows: Sequence[dict], batch_size: int = 64) -> torch.Tensor:
     """[rows, len(ADVICE_CLASSES)] logits of a model's advice head on the rows' rendered mixes (no augmentation)."""
     logits = []
-    for start in tqdm(range(0, len(rows), batch_size), desc="advice head", unit="batch"):
-        batch = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
+    for batch in row_batches(rows, batch_size, "advice head"):
         logits.append(model.advice_head(model.model.get_audio_features(collator(batch, labels=False)["input_values"])))
     return torch.cat(logits)
 

@@ -69,5 +69,10 @@ class FlawedMixCollator:
             responses=[row["response"] for row in rows] if labels else None,
         )
         if labels:
-            batch["advice_labels"] = torch.tensor([advice_class(r["target_stem"], r["error_category"]) for r in rows])
+            batch["advice_labels"] = advice_labels(rows)
         return batch
+
+
+def advice_labels(rows) -> torch.Tensor:
+    """[rows] the (target stem, category) class of each row (`ADVICE_CLASSES` index), the `"label"` loss's target."""
+    return torch.tensor([advice_class(r["target_stem"], r["error_category"]) for r in rows])
