@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from datasets import load_dataset
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
@@ -164,6 +166,18 @@ def check_model_options(training_args: SFTConfig, model_args: ModelConfig, mb_ar
         raise ValueError("FSDP cannot shard a bitsandbytes-quantized model here: train it with DDP or ZeRO-2.")
 
 
+@contextlib.contextmanager
+def flushed_denormals():
+    """Flush float32 values below the normal range to zero while training (the CPU's default keeps them): some of the
+    log-mel front-end's gradients fall there, and the CPU's convolution backward then runs about 10x slower (measured
+    on the tiny model: 0.57 -> 0.28 s per step on one thread). GPUs are not affected."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def main(
     script_args: ScriptArguments,
     training_args: SFTConfig,
@@ -211,7 +225,7 @@ def main(
             *callbacks,
         ],
     )
-    with quiet_progress(is_small(model)):  # a tiny model's checkpoints save in a blink
+    with quiet_progress(is_small(model)), flushed_denormals():  # a tiny model's checkpoints save in a blink
         trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         export_final_model(trainer, processor, Path(training_args.output_dir))
     return trainer
