@@ -114,8 +114,9 @@ class MixingBuddyConvBlock(nn.Module):
         self.norm = nn.LayerNorm(hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        # hidden_states: [batch, frames, hidden]
-        return hidden_states + self.norm(F.gelu(self.conv(hidden_states.transpose(1, 2)).transpose(1, 2)))
+        # hidden_states: [batch, frames, hidden]; GELU runs on the convolution's contiguous output (on the transposed
+        # view its backward takes the CPU's strided path, ~1.5x slower for the block)
+        return hidden_states + self.norm(F.gelu(self.conv(hidden_states.transpose(1, 2))).transpose(1, 2))
 
 
 class MixingBuddyLogMelEncoder(nn.Module):
