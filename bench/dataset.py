@@ -93,6 +93,7 @@ def main() -> None:
         for example in examples:  # open every memory map; both paths agree away from the resampler's edge effects
             rendered, decoded = cache.render(example), decode_flawed_mix(example, track_dirs[example["track"]])
             np.testing.assert_allclose(rendered[100:-100], decoded[100:-100], atol=2e-3)
+        augment_mix(rendered, 0)  # numba compiles (or loads) the augmentation's kernel on its first call
 
         def decode(example):
             return decode_flawed_mix(example, track_dirs[example["track"]])

@@ -55,7 +55,8 @@ def augment_mix(mix: np.ndarray, seed) -> np.ndarray:
 @numba.njit(cache=True, nogil=True)
 def scale_add_clip(mix, noise, gain, noise_scale, offset, out):
     """out = clip(mix * gain + noise * noise_scale + offset, -1, 1), float32 [samples], in one pass."""
+    lowest, highest = np.float32(-1.0), np.float32(1.0)
     for i in range(out.shape[0]):
         value = mix[i] * gain + noise[i] * noise_scale + offset
-        out[i] = min(max(value, np.float32(-1.0)), np.float32(1.0))
+        out[i] = lowest if value < lowest else (highest if value > highest else value)  # vectorises; min/max do not
     return out
