@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from .demo import DEMO_SECONDS, DEMO_SONGS
 from .evaluation import DECODINGS
 
 DEFAULT_MODEL = "demo_out/model"  # what `mixingbuddy demo` leaves behind
@@ -105,8 +106,8 @@ def add_model_commands(commands) -> None:
     p = commands.add_parser("demo", help="the offline demo: synthetic song, model, critique")
     p.add_argument("--out", default="demo_out", help="folder for everything the demo makes (default: demo_out)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--songs", type=int, default=150, help="songs in the synthetic corpus (default: 150)")
-    p.add_argument("--seconds", type=float, default=40.0, help="length of each song (default: 40)")
+    p.add_argument("--songs", type=int, default=DEMO_SONGS, help=f"songs in the synthetic corpus (default: {DEMO_SONGS})")
+    p.add_argument("--seconds", type=float, default=DEMO_SECONDS, help=f"length of each song (default: {DEMO_SECONDS:g})")
     p.add_argument("--max-steps", type=int, default=None, help="training steps (default: configs/tiny.yaml's)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate the first N test rows only")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for every stage (default: torch's)")
