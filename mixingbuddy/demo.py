@@ -29,8 +29,8 @@ DEMO_TEST_ROWS_PER_SONG = 22  # expanded rows (30 per gated 10-s chunk) per test
 DEMO_CRITIQUE_SECONDS = 40.0  # the critique's song: a held-out song of its own, long enough for 7 windows
 DEMO_CRITIQUE_SEED_OFFSET = 1000  # its synth seed is the demo's seed + this, so it is none of the corpus's songs
 DEMO_COSTS = {  # measured on 2 cores (see README "What the demo reaches"); demo_estimate scales them
-    "synth_s_per_song_second": 0.018,
-    "train_s_per_step": 0.41,  # with the evaluations during training
+    "synth_s_per_song_second": 0.02,
+    "train_s_per_step": 0.24,  # with the evaluations during training
     "evaluate_s_per_row": 0.04,  # three decodings
     "fixed_s": 30.0,
     "fixed_bytes": 60_000_000,
