@@ -27,7 +27,7 @@ DEMO_LEVEL_SPREAD_DB = 1.5  # songs' own stem levels stray ±1.5 dB from nominal
 DEMO_SONGS, DEMO_SECONDS, DEMO_SAMPLE_RATE = 600, 10.0, 24000
 DEMO_TEST_ROWS_PER_SONG = 22  # expanded rows (30 per gated 10-s chunk) per test song, measured on the demo corpus
 DEMO_CRITIQUE_SECONDS = 40.0  # the critique's song: a held-out song of its own, long enough for 7 windows
-DEMO_CRITIQUE_SEED_OFFSET = 1000  # its synth seed is the demo's seed + this, so it is none of the corpus's songs
+DEMO_CRITIQUE_SEED_OFFSET = 1000  # its synth seeds start at the demo's seed + this, so it is none of the corpus's songs
 DEMO_COSTS = {  # measured on 2 cores (see README "What the demo reaches"); demo_estimate scales them
     "synth_s_per_song_second": 0.02,
     "train_s_per_step": 0.24,  # with the evaluations during training
@@ -83,6 +83,30 @@ def flawed_song(track_dir: Path, out_path: Path, stem: str, gain_db: float) -> P
     mix = sum(audio * (db_to_gain(gain_db) if name == stem else 1.0) for name, (audio, _) in stems.items())
     sf.write(out_path, mix / max(1.0, float(np.abs(mix).max()) / 0.99), rate)
     return out_path
+
+
+def critique_song(folder: Path, seed: int) -> Path:
+    """The critique's song (its track folder): the first 40 s synthetic song, from synth seeds `seed` + 1000, + 1001, …,
+    in which the flawed stem plays in every section (the synthetic songs' intros often leave it out, and in an intro
+    without drums no model can hear that the drums are too loud). Written once into `folder`, with its seed in
+    `folder/corpus.json`."""
+    from dataset_builder.synth import synthesize_corpus
+
+    if not folder.exists():
+        candidate = folder.with_name(folder.name + ".candidate")
+        for song_seed in range(seed + DEMO_CRITIQUE_SEED_OFFSET, seed + DEMO_CRITIQUE_SEED_OFFSET + 100):
+            shutil.rmtree(candidate, ignore_errors=True)
+            synthesize_corpus(candidate, songs=1, seconds=DEMO_CRITIQUE_SECONDS, seed=song_seed, progress=False,
+                              level_spread_db=DEMO_LEVEL_SPREAD_DB, sample_rate=DEMO_SAMPLE_RATE, channels=1)
+            sections = json.loads((candidate / "corpus.json").read_text())["tracks"][0]["sections"]
+            if all(DEMO_FLAW["stem"] in section["stems"] for section in sections):
+                candidate.rename(folder)
+                break
+        else:
+            shutil.rmtree(candidate, ignore_errors=True)
+            raise RuntimeError(f"No synthetic song from seed {seed + DEMO_CRITIQUE_SEED_OFFSET} on has the "
+                               f"{DEMO_FLAW['stem']} in every section.")
+    return next((folder / "train").iterdir())
 
 
 def train_tiny_model(dataset_dir: Path, stems_dir: Path, cache_dir: Path, model_dir: Path, seed: int, max_steps: int | None):
@@ -175,11 +199,7 @@ def run_demo(
     stages.update()
 
     stages.set_postfix_str("critique")
-    critique_dir = out / "critique_song"
-    if not critique_dir.exists():
-        synthesize_corpus(critique_dir, songs=1, seconds=DEMO_CRITIQUE_SECONDS, seed=seed + DEMO_CRITIQUE_SEED_OFFSET,
-                          level_spread_db=DEMO_LEVEL_SPREAD_DB, sample_rate=DEMO_SAMPLE_RATE, channels=1, progress=False)
-    track = next((critique_dir / "train").iterdir())
+    track = critique_song(out / "critique_song", seed)
     song = flawed_song(track, out / "demo_song.wav", DEMO_FLAW["stem"], DEMO_FLAW["gain_db"])
     report = critique_file(song, anchor=DEMO_FLAW["anchor"], model=str(model_dir), hop_seconds=DEMO_CRITIQUE_HOP)
     (out / "critique.json").write_text(json.dumps(report, indent=2) + "\n")
