@@ -72,21 +72,26 @@ INSTRUCTION_TEMPLATES = (
     "Give me gain-balance feedback on this mix of {stems}, keeping the {anchor} fixed.",
 )
 
-# A response is its decision, worded one way per direction, then one of three reasons: the first words carry the
-# whole advice ("Raise" / "Lower" / "Leave", the stem, the size), so greedy decoding decides at single tokens instead of
-# splitting an advice's probability over wordings that share no first words. The categories and their ranges are the
-# paper's. Placeholders: {stem}, {is} ("is"/"are" to agree with the stem), {min_db}, {max_db}.
+# A response is its decision, worded one way per direction, then one of three reasons. The decision comes first and
+# names the stem before the direction ("The bass is too quiet: raise it by 3 to 6 dB."): greedy decoding commits to the
+# advice at its first words instead of splitting its probability over wordings that share no first words, and it
+# chooses the stem (which the anchor in the instruction constrains) before the direction (which then follows from the
+# audio for that stem). The categories and their ranges are the paper's. Placeholders: {stem}, {is} ("is"/"are") and
+# {it} ("it"/"them") to agree with the stem, {min_db}, {max_db}.
+# The data set's responses restate the anchor first: copying it from the instruction is supervised directly, and the
+# stem chosen next is then one token-distance from the stem it must not be.
+ANCHOR_PREFIX = "With the {anchor} as the reference, "
 DECISIONS = {
-    "increase": "Raise the {stem} by {min_db} to {max_db} dB.",
-    "decrease": "Lower the {stem} by {min_db} to {max_db} dB.",
-    "none": "Leave the levels as they are.",
+    "increase": "The {stem} {is} too quiet: raise {it} by {min_db} to {max_db} dB.",
+    "decrease": "The {stem} {is} too loud: lower {it} by {min_db} to {max_db} dB.",
+    "none": "The mix is balanced: leave the levels as they are.",
 }
 REASONS = {
-    "very_quiet": ("The {stem} {is} far too quiet.", "The {stem} {is} buried in the mix.", "I can barely hear the {stem}."),
-    "quiet": ("The {stem} {is} a little too quiet.", "The {stem} {is} slightly low in the mix.", "The {stem} could be a bit louder."),
-    "no_error": ("The mix is well balanced.", "No stem needs a gain change.", "Every stem sits at a suitable level."),
-    "loud": ("The {stem} {is} a little too loud.", "The {stem} {is} slightly too prominent.", "The {stem} could be a bit quieter."),
-    "very_loud": ("The {stem} {is} far too loud.", "The {stem} {is} overpowering the mix.", "The {stem} {is} drowning out the rest."),
+    "very_quiet": ("The {stem} {is} buried in the mix.", "I can barely hear the {stem}.", "The {stem} {is} lost behind the other stems."),
+    "quiet": ("The {stem} {is} slightly low in the mix.", "The {stem} could be a bit louder.", "The {stem} {is} a little too far back."),
+    "no_error": ("No stem needs a gain change.", "Every stem sits at a suitable level.", "The stems sit well together."),
+    "loud": ("The {stem} {is} slightly too prominent.", "The {stem} could be a bit quieter.", "The {stem} {is} a little too far forward."),
+    "very_loud": ("The {stem} {is} overpowering the mix.", "The {stem} {is} drowning out the rest.", "The {stem} {is} dominating the mix."),
 }
 RESPONSE_TEMPLATES = {
     name: tuple(f"{DECISIONS[category.direction]} {reason}" for reason in REASONS[name]) for name, category in CATEGORIES.items()
@@ -158,18 +163,20 @@ def format_instruction(anchor: str, stems=STEMS, template: int = 0) -> str:
     return INSTRUCTION_TEMPLATES[template].format(stems=describe_stems(stems), anchor=anchor)
 
 
-def format_response(category: str, target_stem: str | None = None, template: int = 0) -> str:
-    """The ground-truth advice for a flaw `category` on `target_stem` (`template` indexes its `RESPONSE_TEMPLATES`)."""
+def format_response(category: str, target_stem: str | None = None, template: int = 0, anchor: str | None = None) -> str:
+    """The ground-truth advice for a flaw `category` on `target_stem` (`template` indexes its `RESPONSE_TEMPLATES`);
+    with an `anchor`, the advice first restates it (`ANCHOR_PREFIX`)."""
     if category not in CATEGORIES:
         raise ValueError(f"Unknown error category {category!r}; expected one of {list(CATEGORIES)}.")
     low, high = CATEGORIES[category].correction_db
     stem = target_stem or ""
-    return RESPONSE_TEMPLATES[category][template].format(
+    text = RESPONSE_TEMPLATES[category][template].format(
         stem=stem,
-        **{"is": "are" if stem in PLURAL_STEMS else "is"},
+        **{"is": "are" if stem in PLURAL_STEMS else "is", "it": "them" if stem in PLURAL_STEMS else "it"},
         min_db=format_db(low),
         max_db=format_db(high),
     )
+    return ANCHOR_PREFIX.format(anchor=anchor) + text[0].lower() + text[1:] if anchor else text
 
 
 
@@ -180,7 +187,9 @@ def valid_answers(stems_present, anchor: str) -> list[str]:
     answers = []
     for name, category in CATEGORIES.items():
         targets = [None] if category.direction == "none" else stems
-        answers += [format_response(name, stem, i) for stem in targets for i in range(len(RESPONSE_TEMPLATES[name]))]
+        answers += [
+            format_response(name, stem, i, anchor) for stem in targets for i in range(len(RESPONSE_TEMPLATES[name]))
+        ]
     return answers
 
 # ---------------------------------------------------------------------------------------------
@@ -339,5 +348,6 @@ __all__ = [
     "format_response",
     "parse_advice",
     "valid_answers",
+    "ANCHOR_PREFIX",
     "validate_stems",
 ]

@@ -46,7 +46,7 @@ def make_row(
         "min_gain_db": flaw.min_gain_db,
         "max_gain_db": flaw.max_gain_db,
         "instruction": format_instruction(anchor, STEMS, instruction_template),
-        "response": format_response(category, target, response_template),
+        "response": format_response(category, target, response_template, anchor),
         "instruction_template": instruction_template,
         "response_template": response_template,
     }

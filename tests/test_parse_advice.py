@@ -2,7 +2,7 @@
 
 import pytest
 
-from vocabulary_mixingbuddy import CATEGORIES, RESPONSE_TEMPLATES, TARGET_STEMS, format_response, parse_advice
+from vocabulary_mixingbuddy import ANCHOR_PREFIX, CATEGORIES, RESPONSE_TEMPLATES, TARGET_STEMS, format_response, parse_advice
 
 
 @pytest.mark.parametrize("category", list(RESPONSE_TEMPLATES))
@@ -10,8 +10,8 @@ def test_every_response_template_parses_exactly(category):
     info = CATEGORIES[category]
     low, high = info.correction_db
     for template in range(len(RESPONSE_TEMPLATES[category])):
-        for stem in TARGET_STEMS:
-            text = format_response(category, stem, template)
+        for stem, anchor in [(stem, anchor) for stem in TARGET_STEMS for anchor in (None, *TARGET_STEMS) if anchor != stem]:
+            text = format_response(category, stem, template, anchor)  # the restated anchor is not read as the stem
             if category == "no_error":
                 expected = {"stem": None, "direction": "none", "min_db": None, "max_db": None}
             else:
@@ -20,22 +20,30 @@ def test_every_response_template_parses_exactly(category):
 
 
 def test_templates_are_grammatical():
-    assert format_response("loud", "drums", 0) == "Lower the drums by 3 to 6 dB. The drums are a little too loud."
-    assert format_response("very_quiet", "bass", 1) == "Raise the bass by 6 to 12 dB. The bass is buried in the mix."
-    assert format_response("no_error", None, 2) == "Leave the levels as they are. Every stem sits at a suitable level."
+    assert format_response("loud", "drums", 0) == "The drums are too loud: lower them by 3 to 6 dB. The drums are slightly too prominent."
+    assert format_response("very_quiet", "bass", 1, "drums") == (
+        "With the drums as the reference, the bass is too quiet: raise it by 6 to 12 dB. I can barely hear the bass."
+    )
+    assert format_response("no_error", None, 2, "vocals") == (
+        "With the vocals as the reference, the mix is balanced: leave the levels as they are. The stems sit well together."
+    )
 
 
 def test_the_first_sentence_of_a_response_is_its_whole_advice():
-    """Greedy decoding commits at the first tokens: every wording of an advice starts with the same decision, and
-    different advice differs in its first sentence, whose first word is the direction."""
-    first = {}
-    for category in CATEGORIES:
-        for stem in TARGET_STEMS:
-            sentences = {format_response(category, stem, i).split(". ")[0] for i in range(len(RESPONSE_TEMPLATES[category]))}
-            assert len(sentences) == 1, sentences
-            first[(category, None if category == "no_error" else stem)] = sentences.pop()
-    assert len(set(first.values())) == len(first) == 1 + 4 * len(TARGET_STEMS)
-    assert {text.split()[0] for text in first.values()} == {"Raise", "Lower", "Leave"}
+    """Greedy decoding commits at the first tokens: every wording of an advice, for a given anchor, starts with the same
+    sentence — the anchor restated, then the stem and the decision — and different advice differs in it."""
+    for anchor in TARGET_STEMS:
+        first = {}
+        for category in CATEGORIES:
+            for stem in TARGET_STEMS if category != "no_error" else [None]:
+                if stem == anchor:
+                    continue
+                texts = [format_response(category, stem, i, anchor) for i in range(len(RESPONSE_TEMPLATES[category]))]
+                sentences = {text.split(". ")[0] for text in texts}
+                assert len(sentences) == 1, sentences
+                first[(category, stem)] = sentences.pop()
+        assert len(set(first.values())) == len(first) == 1 + 4 * (len(TARGET_STEMS) - 1)
+        assert all(text.startswith(ANCHOR_PREFIX.format(anchor=anchor)) for text in first.values())
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,8 @@ def tokenizer_corpus() -> list[str]:
     for template in INSTRUCTION_TEMPLATES:
         texts += [template.format(stems=describe_stems(STEMS), anchor=anchor) for anchor in TARGET_STEMS]
     for category, templates in RESPONSE_TEMPLATES.items():
-        texts += [format_response(category, stem, i) for i in range(len(templates)) for stem in TARGET_STEMS]
+        texts += [format_response(category, stem, i, anchor) for i in range(len(templates)) for stem in TARGET_STEMS
+                  for anchor in TARGET_STEMS if anchor != stem]
     return texts
 
 
