@@ -141,9 +141,13 @@ class StemCache:
 
     def chunk(self, name: str, start_sec: float, end_sec: float) -> np.ndarray:
         """The stems between two times, float32 [len(STEMS), samples] in [-1, 1)."""
+        return np.stack(self.int16_chunk(name, start_sec, end_sec)).astype(np.float32) / np.float32(PCM_SCALE)
+
+    def int16_chunk(self, name: str, start_sec: float, end_sec: float) -> tuple[np.ndarray, ...]:
+        """The stems between two times as stored, one read-only int16 [samples] view per stem of `STEMS`."""
         start = round(start_sec * self.sampling_rate)
         stop = start + round((end_sec - start_sec) * self.sampling_rate)
-        return np.stack([s[start:stop] for s in self.samples(name)]).astype(np.float32) / np.float32(PCM_SCALE)
+        return tuple(np.asarray(s[start:stop]) for s in self.samples(name))
 
     def render(self, example) -> np.ndarray:
         """The flawed mix of a data-set row (in any form `as_row` reads), float32 [samples]: the stems present, the
@@ -152,9 +156,7 @@ class StemCache:
         present = row.get("stems_present") or STEMS
         weights = np.array([float(stem in present) for stem in STEMS], dtype=np.float32)  # [len(STEMS)]
         weights[STEMS.index(row["target_stem"])] *= np.float32(db_to_gain(row["gain_db"]))
-        start = round(row["start_sec"] * self.sampling_rate)
-        stop = start + round((row["end_sec"] - row["start_sec"]) * self.sampling_rate)
-        stems = tuple(np.asarray(s[start:stop]) for s in self.samples(row["track"]))
+        stems = self.int16_chunk(row["track"], row["start_sec"], row["end_sec"])
         return weighted_sum(stems, weights / np.float32(PCM_SCALE), np.empty(len(stems[0]), dtype=np.float32))
 
     def _decode(self, track: Track) -> np.ndarray:
