@@ -72,14 +72,13 @@ INSTRUCTION_TEMPLATES = (
     "Give me gain-balance feedback on this mix of {stems}, keeping the {anchor} fixed.",
 )
 
-# A response is its decision, worded one way per direction, then one of three reasons. The decision comes first and
-# names the stem before the direction ("The bass is too quiet: raise it by 3 to 6 dB."): greedy decoding commits to the
-# advice at its first words instead of splitting its probability over wordings that share no first words, and it
-# chooses the stem (which the anchor in the instruction constrains) before the direction (which then follows from the
-# audio for that stem). The categories and their ranges are the paper's. Placeholders: {stem}, {is} ("is"/"are") and
-# {it} ("it"/"them") to agree with the stem, {min_db}, {max_db}.
-# The data set's responses restate the anchor first: copying it from the instruction is supervised directly, and the
-# stem chosen next is then one token-distance from the stem it must not be.
+# A data-set response restates the anchor (`ANCHOR_PREFIX`), then gives its decision, worded one way per direction
+# with the stem before the direction ("With the vocals as the reference, the bass is too quiet: raise it by 3 to 6
+# dB."), then one of three reasons. So the first sentence is the whole advice: greedy decoding commits to it at its
+# first words instead of splitting its probability over wordings that share no first words, and it names the stem
+# right after the anchor that the stem must not be (measured on the demo: greedy named the anchor in 1-4 % of answers
+# with the prefix against 6-9 % without). The categories and their ranges are the paper's. Placeholders: {stem},
+# {is} ("is"/"are") and {it} ("it"/"them") to agree with the stem, {min_db}, {max_db}.
 ANCHOR_PREFIX = "With the {anchor} as the reference, "
 DECISIONS = {
     "increase": "The {stem} {is} too quiet: raise {it} by {min_db} to {max_db} dB.",
@@ -327,6 +326,7 @@ def parse_advice(text: str) -> dict:
 
 __all__ = [
     "ADVICE_CLASSES",
+    "ANCHOR_PREFIX",
     "AUDIO_TOKEN",
     "CATEGORIES",
     "DECISIONS",
@@ -348,6 +348,5 @@ __all__ = [
     "format_response",
     "parse_advice",
     "valid_answers",
-    "ANCHOR_PREFIX",
     "validate_stems",
 ]
