@@ -72,14 +72,16 @@ INSTRUCTION_TEMPLATES = (
     "Give me gain-balance feedback on this mix of {stems}, keeping the {anchor} fixed.",
 )
 
-# A data-set response restates the anchor (`ANCHOR_PREFIX`), then gives its decision, worded one way per direction
-# with the stem before the direction ("With the vocals as the reference, the bass is too quiet: raise it by 3 to 6
-# dB."), then one of three reasons. So the first sentence is the whole advice: greedy decoding commits to it at its
-# first words instead of splitting its probability over wordings that share no first words, and it names the stem
-# right after the anchor that the stem must not be (measured on the demo: greedy named the anchor in 1-4 % of answers
-# with the prefix against 6-9 % without). The categories and their ranges are the paper's. Placeholders: {stem},
-# {is} ("is"/"are") and {it} ("it"/"them") to agree with the stem, {min_db}, {max_db}.
-ANCHOR_PREFIX = "With the {anchor} as the reference, "
+# A data-set response first restates the anchor and names the stems the advice may change (`REFERENCE_SENTENCE`: "With
+# the vocals as the reference, I compared the bass and the drums."), then gives its decision, worded one way per
+# direction with the stem first ("The bass is too quiet: raise it by 3 to 6 dB."), then one of three reasons. So the
+# decision sentence is the whole advice and greedy decoding commits to it at its first words instead of splitting its
+# probability over wordings that share no first words; and the stem it names follows a list of the stems it may be,
+# which the model copies from, rather than the anchor, which it must not repeat (measured on the demo: greedy named
+# the anchor in 6-9 % of answers without a restated anchor, 1-4 % with the anchor alone restated). The categories
+# and their ranges are the paper's. Placeholders: {stem}, {is} ("is"/"are") and {it} ("it"/"them") to agree with
+# the stem, {min_db}, {max_db}; {anchor} and {candidates} in the reference sentence.
+REFERENCE_SENTENCE = "With the {anchor} as the reference, I compared {candidates}. "
 DECISIONS = {
     "increase": "The {stem} {is} too quiet: raise {it} by {min_db} to {max_db} dB.",
     "decrease": "The {stem} {is} too loud: lower {it} by {min_db} to {max_db} dB.",
@@ -162,9 +164,11 @@ def format_instruction(anchor: str, stems=STEMS, template: int = 0) -> str:
     return INSTRUCTION_TEMPLATES[template].format(stems=describe_stems(stems), anchor=anchor)
 
 
-def format_response(category: str, target_stem: str | None = None, template: int = 0, anchor: str | None = None) -> str:
+def format_response(
+    category: str, target_stem: str | None = None, template: int = 0, anchor: str | None = None, stems=STEMS
+) -> str:
     """The ground-truth advice for a flaw `category` on `target_stem` (`template` indexes its `RESPONSE_TEMPLATES`);
-    with an `anchor`, the advice first restates it (`ANCHOR_PREFIX`)."""
+    with an `anchor`, the advice opens with `REFERENCE_SENTENCE`: the anchor and the stems of `stems` it may change."""
     if category not in CATEGORIES:
         raise ValueError(f"Unknown error category {category!r}; expected one of {list(CATEGORIES)}.")
     low, high = CATEGORIES[category].correction_db
@@ -175,8 +179,14 @@ def format_response(category: str, target_stem: str | None = None, template: int
         min_db=format_db(low),
         max_db=format_db(high),
     )
-    return ANCHOR_PREFIX.format(anchor=anchor) + text[0].lower() + text[1:] if anchor else text
+    return reference_sentence(anchor, stems) + text if anchor else text
 
+
+def reference_sentence(anchor: str, stems=STEMS) -> str:
+    """`REFERENCE_SENTENCE` for an anchor among `stems`: "With the vocals as the reference, I compared the bass and the
+    drums. " """
+    candidates = [f"the {stem}" for stem in advice_stems(validate_stems(stems, anchor), anchor)]
+    return REFERENCE_SENTENCE.format(anchor=anchor, candidates=describe_stems(candidates) if candidates else "no other stem")
 
 
 def valid_answers(stems_present, anchor: str) -> list[str]:
@@ -187,7 +197,7 @@ def valid_answers(stems_present, anchor: str) -> list[str]:
     for name, category in CATEGORIES.items():
         targets = [None] if category.direction == "none" else stems
         answers += [
-            format_response(name, stem, i, anchor) for stem in targets for i in range(len(RESPONSE_TEMPLATES[name]))
+            format_response(name, stem, i, anchor, stems_present) for stem in targets for i in range(len(RESPONSE_TEMPLATES[name]))
         ]
     return answers
 
@@ -326,7 +336,6 @@ def parse_advice(text: str) -> dict:
 
 __all__ = [
     "ADVICE_CLASSES",
-    "ANCHOR_PREFIX",
     "AUDIO_TOKEN",
     "CATEGORIES",
     "DECISIONS",
@@ -334,6 +343,7 @@ __all__ = [
     "FLAWED_CATEGORIES",
     "INSTRUCTION_TEMPLATES",
     "REASONS",
+    "REFERENCE_SENTENCE",
     "RESPONSE_TEMPLATES",
     "STEMS",
     "START_OF_TURN",
@@ -347,6 +357,7 @@ __all__ = [
     "format_instruction",
     "format_response",
     "parse_advice",
+    "reference_sentence",
     "valid_answers",
     "validate_stems",
 ]

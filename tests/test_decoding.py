@@ -7,13 +7,13 @@ from helpers import make_clips
 
 from mixingbuddy.evaluation.constrained import AdviceConstraintLogitsProcessor, TokenTrie, constrained_generate_kwargs
 from vocabulary_mixingbuddy import (
-    ANCHOR_PREFIX,
     END_OF_TURN,
     STEMS,
     TARGET_STEMS,
     advice_validity,
     format_response,
     parse_advice,
+    reference_sentence,
     valid_answers,
 )
 
@@ -33,7 +33,8 @@ def test_trie_next_tokens():
         TokenTrie([[1, 2], [1, 2, 9]])
 
 
-DRUMS_LOUD = format_response("very_loud", "drums", 0, anchor="vocals")  # "With the vocals as the reference, the drums are too loud: …"
+# "With the vocals as the reference, I compared the bass and the drums. The drums are too loud: …"
+DRUMS_LOUD = format_response("very_loud", "drums", 0, anchor="vocals")
 
 
 def encode(tokenizer, texts):
@@ -55,13 +56,13 @@ def test_mask_on_a_hand_made_prefix(tiny):
     eos, pad = tokenizer.convert_tokens_to_ids(END_OF_TURN), tokenizer.pad_token_id
     answer = encode(tokenizer, [DRUMS_LOUD])[0]
     valid = encode(tokenizer, valid_answers(STEMS, "vocals"))
-    k = len(tokenizer("With the vocals as the reference, the drums", add_special_tokens=False)["input_ids"])
+    k = len(tokenizer(reference_sentence("vocals") + "The drums", add_special_tokens=False)["input_ids"])
     (after_prefix,), _ = allowed_after(tokenizer, [(STEMS, "vocals")], [answer[:k]])
     assert after_prefix == {ids[k] for ids in valid if ids[:k] == answer[:k]} and answer[k] in after_prefix
 
-    # Anchor drums: "With the drums as the reference, the" may not go on with " drums"; a finished answer (eos, then
-    # padding) allows only eos or pad.
-    prefix = "With the drums as the reference, the"
+    # Anchor drums: "With the drums as the reference, I compared the bass and the vocals. The" may not go on with
+    # " drums"; a finished answer (eos, then padding) allows only eos or pad.
+    prefix = reference_sentence("drums") + "The"
     j = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
     naming_the_anchor = encode(tokenizer, [prefix + " drums are too loud"])[0]
     (after_the,), _ = allowed_after(tokenizer, [(STEMS, "drums")], [naming_the_anchor[:j]])
@@ -124,7 +125,7 @@ def test_constrained_generation_gives_a_valid_answer_for_each_row(tiny, generati
         text = tokenizer.decode(ids, skip_special_tokens=True)
         assert text in valid_answers(stems, anchor)
         assert advice_validity(parse_advice(text), stems, anchor) == "valid"
-        advice = text.removeprefix(ANCHOR_PREFIX.format(anchor=anchor))  # the anchor is restated first, then never
+        advice = text.removeprefix(reference_sentence(anchor, stems))  # the anchor is restated first, then never
         never_named = {anchor} | {stem for stem in TARGET_STEMS if stem not in stems}
         assert text != advice and not any(stem in advice.lower() for stem in never_named)
 

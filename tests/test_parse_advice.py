@@ -2,7 +2,15 @@
 
 import pytest
 
-from vocabulary_mixingbuddy import ANCHOR_PREFIX, CATEGORIES, RESPONSE_TEMPLATES, TARGET_STEMS, format_response, parse_advice
+from vocabulary_mixingbuddy import (
+    CATEGORIES,
+    RESPONSE_TEMPLATES,
+    STEMS,
+    TARGET_STEMS,
+    format_response,
+    parse_advice,
+    reference_sentence,
+)
 
 
 @pytest.mark.parametrize("category", list(RESPONSE_TEMPLATES))
@@ -11,7 +19,7 @@ def test_every_response_template_parses_exactly(category):
     low, high = info.correction_db
     for template in range(len(RESPONSE_TEMPLATES[category])):
         for stem, anchor in [(stem, anchor) for stem in TARGET_STEMS for anchor in (None, *TARGET_STEMS) if anchor != stem]:
-            text = format_response(category, stem, template, anchor)  # the restated anchor is not read as the stem
+            text = format_response(category, stem, template, anchor)  # neither the anchor nor the list is read as the stem
             if category == "no_error":
                 expected = {"stem": None, "direction": "none", "min_db": None, "max_db": None}
             else:
@@ -22,28 +30,36 @@ def test_every_response_template_parses_exactly(category):
 def test_templates_are_grammatical():
     assert format_response("loud", "drums", 0) == "The drums are too loud: lower them by 3 to 6 dB. The drums are slightly too prominent."
     assert format_response("very_quiet", "bass", 1, "drums") == (
-        "With the drums as the reference, the bass is too quiet: raise it by 6 to 12 dB. I can barely hear the bass."
+        "With the drums as the reference, I compared the bass and the vocals. The bass is too quiet: raise it by 6 to 12 dB. "
+        "I can barely hear the bass."
     )
     assert format_response("no_error", None, 2, "vocals") == (
-        "With the vocals as the reference, the mix is balanced: leave the levels as they are. The stems sit well together."
+        "With the vocals as the reference, I compared the bass and the drums. The mix is balanced: leave the levels as "
+        "they are. The stems sit well together."
     )
+    assert format_response("loud", "drums", 0, "vocals", ["drums", "other", "vocals"]).startswith(
+        "With the vocals as the reference, I compared the drums. The drums are too loud"
+    )
+    assert reference_sentence("vocals", ["other", "vocals"]) == "With the vocals as the reference, I compared no other stem. "
 
 
-def test_the_first_sentence_of_a_response_is_its_whole_advice():
-    """Greedy decoding commits at the first tokens: every wording of an advice, for a given anchor, starts with the same
-    sentence — the anchor restated, then the stem and the decision — and different advice differs in it."""
+def test_the_decision_sentence_of_a_response_is_its_whole_advice():
+    """Greedy decoding commits at the first tokens of the decision: every response for an anchor opens with the same
+    reference sentence (the anchor and the stems that may change), then every wording of an advice goes on with the
+    same sentence — the stem and the decision — and different advice differs in it."""
     for anchor in TARGET_STEMS:
-        first = {}
+        decisions = {}
         for category in CATEGORIES:
             for stem in TARGET_STEMS if category != "no_error" else [None]:
                 if stem == anchor:
                     continue
                 texts = [format_response(category, stem, i, anchor) for i in range(len(RESPONSE_TEMPLATES[category]))]
-                sentences = {text.split(". ")[0] for text in texts}
+                assert all(text.startswith(reference_sentence(anchor, STEMS)) for text in texts)
+                sentences = {text.removeprefix(reference_sentence(anchor, STEMS)).split(". ")[0] for text in texts}
                 assert len(sentences) == 1, sentences
-                first[(category, stem)] = sentences.pop()
-        assert len(set(first.values())) == len(first) == 1 + 4 * (len(TARGET_STEMS) - 1)
-        assert all(text.startswith(ANCHOR_PREFIX.format(anchor=anchor)) for text in first.values())
+                decisions[(category, stem)] = sentences.pop()
+        assert len(set(decisions.values())) == len(decisions) == 1 + 4 * (len(TARGET_STEMS) - 1)
+        assert all(anchor not in decision for decision in decisions.values())
 
 
 @pytest.mark.parametrize(
