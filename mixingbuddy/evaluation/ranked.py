@@ -19,9 +19,10 @@ def rank_advice(
     the model's log-likelihood, add up the probabilities of the answers that give the same advice (stem, direction),
     take the most likely advice, then its most likely size (dB range) the same way, and return its most likely wording.
 
-    Greedy decoding follows a single token path: it commits to an advice at the response's first words (which carry the
-    decision in every wording) and then to one wording; summing over the wordings scores each advice as a whole. `inputs` are the processor's (left-padded) prompts
-    with audio and `rows` one (stems present, anchor) pair per prompt; `chunk_size` as in `score_answers`.
+    Greedy decoding follows a single token path: it commits to an advice at the decision's first words (the same in
+    every wording) and then to one wording; summing over the wordings scores each advice as a whole. `inputs` are the
+    processor's (left-padded) prompts with audio and `rows` one (stems present, anchor) pair per prompt; `chunk_size`
+    as in `score_answers`.
     """
     chosen = []
     for row_answers, row_scores in zip(*score_answers(model, processor, inputs, rows, chunk_size)):

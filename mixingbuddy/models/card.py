@@ -68,8 +68,8 @@ def model_card(config, repo: str, eval_dir: str | Path | None = None, base_model
         f"---\n{data.to_yaml()}\n---",
         "# MixingBuddy",
         "An audio-language model that listens to a 10-second excerpt of a music mix and says which stem is too loud or "
-        "too quiet, and by how much: *\"With the vocals as the reference, the drums are too loud: lower them by 6 to 12 "
-        "dB. The drums are overpowering the mix.\"* "
+        "too quiet, and by how much: *\"With the vocals as the reference, I compared the bass and the drums. The drums are "
+        "too loud: lower them by 6 to 12 dB. The drums are overpowering the mix.\"* "
         f"This export: {architecture}.",
         "## How to use", USAGE.replace("{repo}", repo),
         "## Intended use and limitations", LIMITATIONS,
