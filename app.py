@@ -15,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from mixingbuddy.cli import DEFAULT_MODEL
-from mixingbuddy.critique import critique_audio, open_audio
+from mixingbuddy.critique import critique_audio, open_audio, window_advice
 from mixingbuddy.critique.audio import format_time
 from mixingbuddy.critique.plot import timeline_figure
 from mixingbuddy.critique.summary import other_lines
@@ -55,7 +55,7 @@ def critique_upload(
     except (ValueError, OSError) as err:
         message = str(err).replace(str(path), Path(path).name) if path else str(err)
         return f"### Cannot critique this file\n\n{message}", [], None
-    rows = [[format_time(w["start"]), format_time(w["end"]), w["advice"]] for w in report["windows"]]
+    rows = [[format_time(w["start"]), format_time(w["end"]), window_advice(report, w)] for w in report["windows"]]
     rows += [[format_time(w["start"]), format_time(w["end"]), w["reason"]] for w in report["skipped"]]
     return report_markdown(report), sorted(rows), timeline_figure(report)
 
@@ -79,7 +79,8 @@ def build_app(model_dir: str, max_megabytes: float = MAX_MEGABYTES) -> gr.Blocks
                 button = gr.Button("Critique", variant="primary")
         verdict = gr.Markdown(elem_id="verdict")
         timeline = gr.Plot(label="Timeline")
-        windows = gr.Dataframe(headers=["start", "end", "advice"], label="Advice per window", elem_id="windows")
+        windows = gr.Dataframe(headers=["start", "end", "advice"], label="Advice per window", elem_id="windows", wrap=True,
+                               column_widths=["10%", "10%", "80%"])
         button.click(critique, inputs=[upload, anchor, stems], outputs=[verdict, windows, timeline])
     return page
 

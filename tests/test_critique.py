@@ -13,11 +13,11 @@ import soundfile as sf
 from helpers import INVALID_AUDIO as INVALID
 
 from mixingbuddy.cli import main
-from mixingbuddy.critique import critique_audio, open_audio
+from mixingbuddy.critique import critique_audio, open_audio, window_advice
 from mixingbuddy.critique.summary import summarize
 from mixingbuddy.critique.windows import too_quiet, window_spans
 from mixingbuddy.models.tiny import build_tiny_model_and_processor, save_tiny_checkpoint
-from vocabulary_mixingbuddy import advice_validity
+from vocabulary_mixingbuddy import advice_validity, format_response
 
 RATE = 24000
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -88,6 +88,18 @@ def test_windows_that_agree_are_merged_and_give_the_verdict():
         (0, 10, None, 1), (10, 50, "vocals", 4), (50, 60, "drums", 1)]
     bass = summarize([window(0, "bass", "decrease")])
     assert bass["verdict"] == "bass too loud in 1 of 1 windows (0:00–0:10): lower it 3–6 dB"
+
+
+def test_a_window_is_shown_without_the_sentence_every_window_shares():
+    report = {"anchor": "vocals", "stems": ["bass", "drums", "other", "vocals"]}
+    advice = format_response("loud", "drums", 0, "vocals")
+    assert advice.startswith("With the vocals as the reference, I compared the bass and the drums. ")
+    assert window_advice(report, {"advice": advice}) == format_response("loud", "drums", 0)
+    other = "Turn the drums down a little."  # the model's own words, without the opening: shown whole
+    assert window_advice(report, {"advice": other}) == other
+    no_vocals = {"anchor": "bass", "stems": ["bass", "drums", "other"]}
+    assert window_advice(no_vocals, {"advice": format_response("quiet", "drums", 1, "bass", no_vocals["stems"])}) == (
+        format_response("quiet", "drums", 1))
 
 
 def test_windows_that_disagree_too_much_give_no_verdict():
@@ -209,4 +221,5 @@ def test_the_command_prints_the_verdict(checkpoint, tmp_path):
     lines = done.stdout.strip().splitlines()
     assert lines[0] == f"{path} (0:25, anchor: bass, stems: bass, drums, other, vocals)"
     assert len([line for line in lines if "–" in line and "dB" in line or "balanced" in line]) >= 4
+    assert not any("as the reference" in line for line in lines)  # the shared opening is left out of each window
     assert any(line.startswith("Verdict: ") for line in lines)

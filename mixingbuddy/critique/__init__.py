@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..evaluation.decoding import decode_advice
-from ..hub.vocabulary_mixingbuddy import STEMS, parse_advice, validate_stems
+from ..hub.vocabulary_mixingbuddy import STEMS, parse_advice, reference_sentence, validate_stems
 from ..models.checkpoints import load_model
 from .audio import AudioFile, format_time, open_audio
 from .plot import write_timeline
@@ -102,11 +102,17 @@ def critique_file(
     return report
 
 
+def window_advice(report: dict, window: dict) -> str:
+    """A window's advice to show: its text without the opening sentence that every window shares ("With the vocals as
+    the reference, I compared the bass and the drums."); the report's header names the anchor and the stems once."""
+    return window["advice"].removeprefix(reference_sentence(report["anchor"], report["stems"])).strip()
+
+
 def format_critique(report: dict) -> str:
     """The report as text: a line per window, then the verdict and the line of each advice."""
     lines = [f"{report['file']} ({format_time(report['duration_seconds'])}, anchor: {report['anchor']}, "
              f"stems: {', '.join(report['stems'])})"]
-    rows = [(w["start"], w["end"], w["advice"]) for w in report["windows"]]
+    rows = [(w["start"], w["end"], window_advice(report, w)) for w in report["windows"]]
     rows += [(w["start"], w["end"], f"({w['reason']})") for w in report["skipped"]]
     lines += [f"  {format_time(start):>6}–{format_time(end):<6} {text}" for start, end, text in sorted(rows)]
     summary = report["summary"]
@@ -115,4 +121,4 @@ def format_critique(report: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["critique_audio", "critique_file", "format_critique", "open_audio"]
+__all__ = ["critique_audio", "critique_file", "format_critique", "open_audio", "window_advice"]
