@@ -77,9 +77,9 @@ INSTRUCTION_TEMPLATES = (
 # direction with the stem first ("The bass is too quiet: raise it by 3 to 6 dB."), then one of three reasons. So the
 # decision sentence is the whole advice and greedy decoding commits to it at its first words instead of splitting its
 # probability over wordings that share no first words; and the stem it names follows a list of the stems it may be,
-# which the model copies from, rather than the anchor, which it must not repeat (measured on the demo: greedy named
-# the anchor in 6-9 % of answers without a restated anchor, 1-4 % with the anchor alone restated). The categories
-# and their ranges are the paper's. Placeholders: {stem}, {is} ("is"/"are") and {it} ("it"/"them") to agree with
+# which the model copies from, rather than the anchor, which it must not repeat (measured on the demo, seeds 0-2:
+# greedy named the anchor in 6-9 % of answers without a restated anchor, 2-4 % with the anchor alone restated,
+# 0.2-0.5 % with the list). The categories and their ranges are the paper's. Placeholders: {stem}, {is} ("is"/"are") and {it} ("it"/"them") to agree with
 # the stem, {min_db}, {max_db}; {anchor} and {candidates} in the reference sentence.
 REFERENCE_SENTENCE = "With the {anchor} as the reference, I compared {candidates}. "
 DECISIONS = {
