@@ -79,8 +79,9 @@ INSTRUCTION_TEMPLATES = (
 # probability over wordings that share no first words; and the stem it names follows a list of the stems it may be,
 # which the model copies from, rather than the anchor, which it must not repeat (measured on the demo, seeds 0-2:
 # greedy named the anchor in 6-9 % of answers without a restated anchor, 2-4 % with the anchor alone restated,
-# 0.2-0.5 % with the list). The categories and their ranges are the paper's. Placeholders: {stem}, {is} ("is"/"are") and {it} ("it"/"them") to agree with
-# the stem, {min_db}, {max_db}; {anchor} and {candidates} in the reference sentence.
+# 0.2-0.5 % with the list). The categories and their ranges are the paper's. Placeholders: {stem}, {is} ("is"/"are")
+# and {it} ("it"/"them") to agree with the stem, {min_db}, {max_db}; {anchor} and {candidates} in the reference
+# sentence.
 REFERENCE_SENTENCE = "With the {anchor} as the reference, I compared {candidates}. "
 DECISIONS = {
     "increase": "The {stem} {is} too quiet: raise {it} by {min_db} to {max_db} dB.",
@@ -185,8 +186,9 @@ def format_response(
 def reference_sentence(anchor: str, stems=STEMS) -> str:
     """`REFERENCE_SENTENCE` for an anchor among `stems`: "With the vocals as the reference, I compared the bass and the
     drums. " """
-    candidates = [f"the {stem}" for stem in advice_stems(validate_stems(stems, anchor), anchor)]
-    return REFERENCE_SENTENCE.format(anchor=anchor, candidates=describe_stems(candidates) if candidates else "no other stem")
+    compared = [f"the {stem}" for stem in advice_stems(validate_stems(stems, anchor), anchor)]
+    candidates = describe_stems(compared) if compared else "no other stem"
+    return REFERENCE_SENTENCE.format(anchor=anchor, candidates=candidates)
 
 
 def valid_answers(stems_present, anchor: str) -> list[str]:
