@@ -1,7 +1,11 @@
 """MixingBuddy's web page, a Gradio app in the Hugging Face Spaces convention: upload a mix, name the anchor and the
 stems present, and get advice for every 10 s window, the song's verdict and a timeline.
 
-    python app.py --model DIR [--port 7860]     # no --model: the demo's model, demo_out/model
+    python app.py --model DIR [--host HOST] [--port PORT]   # no --model: $MIXINGBUDDY_MODEL, else demo_out/model
+
+The page listens on --host and --port, else on GRADIO_SERVER_NAME and GRADIO_SERVER_PORT (a Space sets them), else on
+127.0.0.1:7860. Gradio's analytics and version check are off (GRADIO_ANALYTICS_ENABLED=False) unless the environment
+sets GRADIO_ANALYTICS_ENABLED=True.
 
 Needs the `app` extra (`pip install -e ".[app]"`).
 """
@@ -9,18 +13,17 @@ Needs the `app` extra (`pip install -e ".[app]"`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
-import gradio as gr
-
 from mixingbuddy.cli import DEFAULT_MODEL
-from mixingbuddy.critique import critique_audio, open_audio, window_advice
-from mixingbuddy.critique.audio import format_time
-from mixingbuddy.critique.plot import timeline_figure
-from mixingbuddy.critique.summary import other_lines
+from mixingbuddy.critique import critique_audio, format_time, open_audio, other_lines, timeline_figure, window_advice
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS, TARGET_STEMS
 from mixingbuddy.models.checkpoints import load_model
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported, in build_app
 
 MAX_MINUTES = 20  # longer songs: the command line, `mixingbuddy critique`, takes any length
 MAX_MEGABYTES = 200  # larger uploads get a message; Gradio itself refuses those over four times as large
@@ -60,8 +63,10 @@ def critique_upload(
     return report_markdown(report), sorted(rows), timeline_figure(report)
 
 
-def build_app(model_dir: str, max_megabytes: float = MAX_MEGABYTES) -> gr.Blocks:
-    """The page, with the model loaded once."""
+def build_app(model_dir: str, max_megabytes: float = MAX_MEGABYTES):
+    """The page, a `gradio.Blocks`, with the model loaded once."""
+    import gradio as gr  # here, not above: importing gradio fails on a GRADIO_SERVER_PORT that is not a number
+
     model, processor = load_model(model_dir)
 
     def critique(path, anchor, stems, progress=gr.Progress(track_tqdm=True)):
@@ -85,23 +90,47 @@ def build_app(model_dir: str, max_megabytes: float = MAX_MEGABYTES) -> gr.Blocks
     return page
 
 
+def server_address(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, int]:
+    """Where the page listens: --host and --port, else GRADIO_SERVER_NAME and GRADIO_SERVER_PORT, else 127.0.0.1:7860.
+    A GRADIO_SERVER_PORT that is not a port number is a ValueError even under --port: gradio reads it when imported."""
+    ports = {"--port": args.port, "GRADIO_SERVER_PORT": environ.get("GRADIO_SERVER_PORT")}
+    for name, value in ports.items():
+        if value is not None and not (str(value).strip().isdigit() and 0 < int(value) < 65536):
+            raise ValueError(f"{name} must be a port number (1 to 65535), got {value!r}")
+    port = next((int(value) for value in ports.values() if value is not None), 7860)
+    return args.host or environ.get("GRADIO_SERVER_NAME") or "127.0.0.1", port
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--model", default=None,
+                        help=f"model folder or Hub id (default: $MIXINGBUDDY_MODEL, else {DEFAULT_MODEL})")
+    parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME, else 127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT, else 7860")
     parser.add_argument("--max-megabytes", type=float, default=MAX_MEGABYTES,
                         help=f"largest upload the page critiques (default: {MAX_MEGABYTES})")
     args = parser.parse_args(argv)
-    if args.model is None and not Path(DEFAULT_MODEL).is_dir():
-        print(f"app.py: error: no model: run `make demo` to make {DEFAULT_MODEL}, or pass --model DIR", file=sys.stderr)
+    try:
+        host, port = server_address(args, os.environ)
+    except ValueError as err:
+        print(f"app.py: error: {err}", file=sys.stderr)
+        return 2
+    model = args.model or os.environ.get("MIXINGBUDDY_MODEL")
+    if model is None and not Path(DEFAULT_MODEL).is_dir():
+        print(f"app.py: error: no model: run `make demo` to make {DEFAULT_MODEL}, or pass --model DIR (or set "
+              "MIXINGBUDDY_MODEL)", file=sys.stderr)
         return 2
     try:
-        page = build_app(args.model or DEFAULT_MODEL, args.max_megabytes)
+        page = build_app(model or DEFAULT_MODEL, args.max_megabytes)
     except (ValueError, OSError) as err:
         print(f"app.py: error: {err}", file=sys.stderr)
         return 2
-    page.launch(server_name=args.host, server_port=args.port, max_file_size=f"{4 * args.max_megabytes:g}mb")
+    try:
+        page.launch(server_name=host, server_port=port, max_file_size=f"{4 * args.max_megabytes:g}mb")
+    except OSError:  # gradio's message names neither the host nor the flags
+        print(f"app.py: error: cannot listen on {host}:{port}: the port is in use or the host is not this machine's; "
+              "pass another --port or --host", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,6 +1,8 @@
 """The web page end to end: app.py served on a free local port with a tiny checkpoint, driven in headless Chromium
 (Debian's package, through playwright's client; no browser is downloaded). Screenshots go to test-artifacts/browser/."""
 
+import argparse
+import os
 import shutil
 import socket
 import subprocess
@@ -120,10 +122,69 @@ def test_an_upload_over_the_size_limit_gets_a_readable_message(page, tmp_path):
 
 
 def test_without_a_model_the_page_says_how_to_make_one(tmp_path):
+    environ = {name: value for name, value in os.environ.items() if name != "MIXINGBUDDY_MODEL"}
     done = subprocess.run([sys.executable, str(REPO / "app.py")], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=environ)
     assert done.returncode == 2
-    assert done.stderr.strip() == "app.py: error: no model: run `make demo` to make demo_out/model, or pass --model DIR"
+    assert done.stderr.strip() == ("app.py: error: no model: run `make demo` to make demo_out/model, or pass --model DIR "
+                                   "(or set MIXINGBUDDY_MODEL)")
+
+
+@pytest.mark.parametrize(("flags", "environ", "address"), [
+    ({}, {}, ("127.0.0.1", 7860)),
+    ({}, {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7861"}, ("0.0.0.0", 7861)),  # what a Space sets
+    ({"host": "localhost", "port": 8000}, {}, ("localhost", 8000)),
+    ({"host": "localhost", "port": 8000}, {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7861"},
+     ("localhost", 8000)),
+    ({"port": 8000}, {"GRADIO_SERVER_NAME": "0.0.0.0"}, ("0.0.0.0", 8000)),
+])
+def test_the_page_listens_where_the_flags_else_the_environment_say(flags, environ, address):
+    import app
+
+    assert app.server_address(argparse.Namespace(**{"host": None, "port": None, **flags}), environ) == address
+
+
+@pytest.mark.parametrize(("port", "environ", "message"), [
+    (None, {"GRADIO_SERVER_PORT": "abc"}, "GRADIO_SERVER_PORT must be a port number (1 to 65535), got 'abc'"),
+    (8000, {"GRADIO_SERVER_PORT": ""}, "GRADIO_SERVER_PORT must be a port number (1 to 65535), got ''"),
+    (70000, {}, "--port must be a port number (1 to 65535), got 70000"),
+])
+def test_a_port_that_is_not_a_port_number_is_refused(port, environ, message):
+    import app
+
+    with pytest.raises(ValueError) as refused:
+        app.server_address(argparse.Namespace(host=None, port=port), environ)
+    assert str(refused.value) == message
+
+
+def test_a_bad_gradio_server_port_gets_one_line_not_a_traceback(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "app.py")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "GRADIO_SERVER_PORT": "abc"})
+    assert done.returncode == 2
+    assert done.stderr == "app.py: error: GRADIO_SERVER_PORT must be a port number (1 to 65535), got 'abc'\n"
+
+
+def test_mixingbuddy_model_is_the_default_model_and_model_overrides_it(tmp_path, monkeypatch, capsys):
+    import app
+
+    monkeypatch.setenv("MIXINGBUDDY_MODEL", str(tmp_path / "from_env"))
+    assert app.main([]) == 2
+    assert f"Model folder {tmp_path / 'from_env'} does not exist" in capsys.readouterr().err
+    assert app.main(["--model", str(tmp_path / "from_flag")]) == 2
+    assert f"Model folder {tmp_path / 'from_flag'} does not exist" in capsys.readouterr().err
+
+
+def test_a_port_in_use_gets_one_line_naming_it(tmp_path, capsys):
+    import app
+
+    model = save_tiny_checkpoint(tmp_path / "model")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert app.main(["--model", str(model), "--host", "127.0.0.1", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == (f"app.py: error: cannot listen on 127.0.0.1:{port}: the port is in use or the "
+                                       "host is not this machine's; pass another --port or --host\n")
 
 
 @pytest.mark.parametrize("name", ["half_second.wav", "corrupt.wav", "text.wav", "empty.wav", "nan.wav"])

@@ -22,7 +22,7 @@ from ..evaluation.decoding import decode_advice
 from ..hub.vocabulary_mixingbuddy import STEMS, parse_advice, reference_sentence, validate_stems
 from ..models.checkpoints import load_model
 from .audio import AudioFile, format_time, open_audio
-from .plot import write_timeline
+from .plot import timeline_figure, write_timeline
 from .summary import other_lines, summarize
 from .windows import too_quiet, window_spans
 
@@ -121,4 +121,7 @@ def format_critique(report: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["critique_audio", "critique_file", "format_critique", "open_audio", "window_advice"]
+__all__ = [
+    "critique_audio", "critique_file", "format_critique", "format_time", "open_audio", "other_lines", "timeline_figure",
+    "window_advice",
+]
