@@ -6,7 +6,12 @@ from dataclasses import field
 from transformers import HubertConfig, Qwen2Config
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
-from .vocabulary_mixingbuddy import AUDIO_TOKEN
+try:  # the package mixingbuddy.hub, or transformers_modules.<folder> for a saved folder
+    from .vocabulary_mixingbuddy import AUDIO_TOKEN
+except ImportError:  # a top-level module, from a folder on sys.path: `import configuration_mixingbuddy`
+    if __package__:
+        raise
+    from vocabulary_mixingbuddy import AUDIO_TOKEN
 
 # MERT-v1-330M: a HuBERT-large layout (stable layer norm, conv front-end with a total stride of 320 samples).
 MERT_V1_330M_AUDIO_CONFIG = {

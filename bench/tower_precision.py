@@ -11,7 +11,7 @@ import time
 import torch
 from transformers import HubertConfig, HubertModel
 
-from configuration_mixingbuddy import MERT_V1_330M_AUDIO_CONFIG
+from mixingbuddy.hub.configuration_mixingbuddy import MERT_V1_330M_AUDIO_CONFIG
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from vocabulary_mixingbuddy import STEMS
+from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
 
 def make_clips(n: int, seconds: float = 10.0, rate: int = 24000, seed: int = 0) -> list[np.ndarray]:

@@ -9,8 +9,8 @@ from mixingbuddy.evaluation.baselines import (
     log_mel_statistics,
     score_classifier,
 )
+from mixingbuddy.hub.vocabulary_mixingbuddy import ADVICE_CLASSES, CATEGORIES, STEMS, format_response, parse_advice
 from mixingbuddy.training.collator import advice_labels
-from vocabulary_mixingbuddy import ADVICE_CLASSES, CATEGORIES, STEMS, format_response, parse_advice
 
 
 def row(target, category, anchor="vocals", stems=STEMS):

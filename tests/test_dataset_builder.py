@@ -15,7 +15,13 @@ from dataset_builder.gating import GatingThresholds, gate_chunks
 from helpers import ROW_FORMS, rows_without_other, write_song
 
 from mixingbuddy.cli import main
-from vocabulary_mixingbuddy import CATEGORIES, INSTRUCTION_TEMPLATES, RESPONSE_TEMPLATES, STEMS, TARGET_STEMS
+from mixingbuddy.hub.vocabulary_mixingbuddy import (
+    CATEGORIES,
+    INSTRUCTION_TEMPLATES,
+    RESPONSE_TEMPLATES,
+    STEMS,
+    TARGET_STEMS,
+)
 
 RATE = 24000
 # name -> (source split, sampling rate, channels); every song lasts 21 s: two 10 s chunks, the partial third dropped.

@@ -6,7 +6,7 @@ import torch
 from helpers import make_clips
 
 from mixingbuddy.evaluation.constrained import AdviceConstraintLogitsProcessor, TokenTrie, constrained_generate_kwargs
-from vocabulary_mixingbuddy import (
+from mixingbuddy.hub.vocabulary_mixingbuddy import (
     END_OF_TURN,
     STEMS,
     TARGET_STEMS,

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 HUB_FILES = ("configuration_mixingbuddy", "modeling_mixingbuddy", "processing_mixingbuddy", "vocabulary_mixingbuddy")
 BOTTOM = ("mixingbuddy.hub", "mixingbuddy.files", "mixingbuddy.markdown")  # what dataset_builder may use of the package
@@ -38,16 +40,34 @@ def test_the_root_holds_what_the_project_card_names():
     assert top <= expected, top - expected
 
 
+def sibling_fallback(node) -> bool:
+    """`try: from .x import a` / `except ImportError: if __package__: raise; from x import a` for Hub files x: the
+    sibling imports of a package (mixingbuddy.hub, transformers_modules.*) that also work from a plain folder."""
+    if not (isinstance(node, ast.Try) and len(node.handlers) == 1 and not node.orelse and not node.finalbody):
+        return False
+    if not all(isinstance(n, ast.ImportFrom) and n.level == 1 and n.module in HUB_FILES for n in node.body):
+        return False
+    handler = node.handlers[0]
+    relative = [ast.dump(ast.ImportFrom(n.module, n.names, 0)) for n in node.body]
+    guard, *plain = handler.body
+    return (isinstance(handler.type, ast.Name) and handler.type.id == "ImportError"
+            and ast.unparse(guard) == "if __package__:\n    raise"
+            and [ast.dump(n) for n in plain] == relative)
+
+
 def test_hub_files_import_only_each_other_relatively():
     for name in HUB_FILES:
-        path = REPO / f"{name}.py"
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse((REPO / f"{name}.py").read_text())
+        fallbacks = [node for node in ast.walk(tree) if sibling_fallback(node)]
+        allowed = {id(n) for node in fallbacks for n in node.handlers[0].body[1:]}
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level:
                 assert node.module in HUB_FILES, (name, node.module)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            elif isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in allowed:
                 modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
                 assert not any(m.split(".")[0] in {"mixingbuddy", "dataset_builder", *HUB_FILES} for m in modules)
-            assert not isinstance(node, ast.Try), f"{name} has a try block"
+            # transformers' get_imports skips try blocks: only the sibling fallback may hide an import in one
+            assert not isinstance(node, ast.Try) or node in fallbacks, f"{name} has a try block"
 
 
 def test_dataset_builder_uses_only_the_bottom_of_the_package():
@@ -63,6 +83,7 @@ def test_the_bottom_of_the_package_stands_alone():
         assert used <= {"mixingbuddy.__version__"}, path
 
 
+@pytest.mark.slow
 def test_evaluation_imports_neither_trl_nor_the_critique():
     script = ("import sys, mixingbuddy.evaluation.generation, mixingbuddy.evaluation.report\n"
               "print(sorted(m for m in sys.modules if m == 'trl' or m.startswith(('trl.', 'mixingbuddy.critique'))))")
@@ -70,6 +91,7 @@ def test_evaluation_imports_neither_trl_nor_the_critique():
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_every_name_the_package_exports_imports():
     script = "import mixingbuddy\nfor name in mixingbuddy.__all__:\n    getattr(mixingbuddy, name)\nprint('ok')"
     done = subprocess.run([sys.executable, "-c", script], cwd="/", capture_output=True, text=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from vocabulary_mixingbuddy import (
+from mixingbuddy.hub.vocabulary_mixingbuddy import (
     CATEGORIES,
     RESPONSE_TEMPLATES,
     STEMS,

@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import make_clips
 
-from processing_mixingbuddy import MixingBuddyProcessor, format_instruction
+from mixingbuddy.hub.processing_mixingbuddy import MixingBuddyProcessor, format_instruction
 
 
 def tone(freq: float, seconds: float, rate: int, channels: int | None = None) -> np.ndarray:

@@ -14,7 +14,13 @@ from mixingbuddy.evaluation.scoring import (
     score_predictions,
     true_advice,
 )
-from vocabulary_mixingbuddy import CATEGORIES, RESPONSE_TEMPLATES, STEMS, TARGET_STEMS, format_response
+from mixingbuddy.hub.vocabulary_mixingbuddy import (
+    CATEGORIES,
+    RESPONSE_TEMPLATES,
+    STEMS,
+    TARGET_STEMS,
+    format_response,
+)
 
 METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "mixingbuddy_gain"
 ACCURACIES = ("joint_accuracy", "stem_accuracy", "direction_accuracy", "magnitude_accuracy")
