@@ -13,6 +13,10 @@ constrained decoding). The baselines are scored with the same metrics through th
 Writes `OUT/ablations.json`, `OUT/ablations.md` and `OUT/ablations.png` and prints the table; each row states its
 seed. Needs the demo's folder (`make demo` or `mixingbuddy demo` first: its corpus and data set are reused).
 
+Run it as one process. Its evaluations use `evaluate_split`, which shares the batches out under `accelerate launch`
+as `mixingbuddy evaluate` does, but there every variant would also train data-parallel with N times the global batch
+(other numbers than one process's) and every process would train the baselines and write the files.
+
     .venv/bin/python bench/ablations.py [--demo demo_out] [--out bench_out/ablations] [--steps 500] [--seed 0]
 """
 

@@ -1,18 +1,26 @@
-"""`mixingbuddy evaluate`: batched generation (greedy, constrained or ranked) over a data-set split, then the report."""
+"""`mixingbuddy evaluate`: batched generation (greedy, constrained or ranked) over a data-set split, then the report.
+
+Under `accelerate launch` the processes share the batches out and the main process writes the same files as one
+process would."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import shutil
 from pathlib import Path
 
+import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, gather_object
 from datasets import load_dataset
 from tqdm.auto import tqdm
 
 from .. import __version__
 from ..files import check_location, check_output_folder, read_marker, write_marker
 from ..models.checkpoints import load_model
+from ..models.devices import local_device
 from ..training.collator import FlawedMixCollator
 from . import DECODINGS
 from .decoding import decode_advice
@@ -36,6 +44,29 @@ def check_evaluation_arguments(decodings, batch_size: int, limit: int | None) ->
         raise ValueError(f"Unknown decoding(s) {unknown}; choose from {list(DECODINGS)}.")
     if batch_size < 1 or (limit is not None and limit < 1):
         raise ValueError(f"--batch-size and --limit must be at least 1, got {batch_size} and {limit}.")
+
+
+def evaluation_processes(device=None) -> PartialState:
+    """The processes `accelerate launch` started (this one alone without it), each evaluating on its own device
+    (`device`, default `local_device`); on the CPU they talk over gloo."""
+    return PartialState(cpu=(torch.device(device) if device is not None else local_device()).type == "cpu")
+
+
+def on_main_process(state: PartialState, function, *args, **kwargs):
+    """`function(*args, **kwargs)` run by the main process alone while the others wait; every process returns its
+    result or raises the error it raised, so that a refusal ends all of them alike."""
+    if state.num_processes == 1:
+        return function(*args, **kwargs)
+    outcome = [None, None]  # [result, error]
+    if state.is_main_process:
+        try:
+            outcome[0] = function(*args, **kwargs)
+        except Exception as err:
+            outcome[1] = err
+    broadcast_object_list(outcome)
+    if outcome[1] is not None:
+        raise outcome[1]
+    return outcome[0]
 
 
 def prepare_output(out_dir: str | Path, run: dict, overwrite: bool = False, resume: bool = False, protected=()) -> Path:
@@ -67,6 +98,7 @@ def evaluate_split(
     resume: bool = False,
     device=None,
     dtype=None,
+    load_in_4bit: bool = False,
     ranked_chunk_size: int | None = None,
 ) -> dict[str, dict]:
     """Generate advice for `split` of `dataset` (a folder or Hub id) and write, per decoding, `predictions.jsonl`,
@@ -77,13 +109,19 @@ def evaluate_split(
     `dataset_builder.provenance.check_audio` first). `limits` caps the rows of some decodings (e.g. {"constrained":
     600}). Predictions are appended to `predictions.jsonl` batch by batch; with `resume`, the whole batches already
     there are kept and the run goes on from there, to the same files an uninterrupted run writes. The model loads on
-    `device` in `dtype` (`load_model`); ranked decoding scores `ranked_chunk_size` candidates at a time.
+    `device` in `dtype`, with `load_in_4bit` in NF4 (`load_model`); ranked decoding scores `ranked_chunk_size`
+    candidates at a time.
+
+    Under `accelerate launch` every process loads the model on its own device and answers every P-th batch of the same
+    batches one process would answer; the main process writes the answers in row order, and every process returns
+    the metrics.
     """
     check_evaluation_arguments(decodings, batch_size, limit)
+    state = evaluation_processes(device)
     rows = load_dataset(str(dataset), split=split)
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
-    model, processor = load_model(model_path, device=device, dtype=dtype)
+    model, processor = load_model(model_path, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
     collator = FlawedMixCollator(processor, stems_dir, cache_dir=cache_dir)
     results = {}
     for decoding in decodings:
@@ -92,31 +130,52 @@ def evaluate_split(
         advise = functools.partial(
             generate_advice, model, collator, decoding=decoding, ranked_chunk_size=ranked_chunk_size
         )
-        records = _predict(advise, rows, n, batch_size, target / "predictions.jsonl", resume, f"evaluate ({decoding})")
+        path = target / "predictions.jsonl"
+        records = _predict(advise, rows, n, batch_size, path, resume, f"evaluate ({decoding})", state)
         run = {"model": str(model_path), "dataset": str(dataset), "split": split, "decoding": decoding, "rows": n,
                "version": __version__}
-        results[decoding] = write_report(records, target, run)
+        results[decoding] = on_main_process(state, write_report, records, target, run)
     return results
 
 
-def _predict(advise, rows, n: int, batch_size: int, path: Path, resume: bool, description: str) -> list[dict]:
+def _predict(
+    advise, rows, n: int, batch_size: int, path: Path, resume: bool, description: str, state: PartialState
+) -> list[dict]:
     """The records of the first `n` rows, their answers from `advise(batch)`, appended to `path` a whole batch at a
-    time (after the whole batches a resumed run finds there)."""
+    time (after the whole batches a resumed run finds there).
+
+    The batches go round in turns of one per process (process p answers batches p, p + P, ...); the main process
+    gathers each turn's answers and appends them in row order; only its records are whole."""
     done = _whole_batches(path, batch_size, n) if resume else []
     if any(record["uid"] != example_uid(rows[i]) for i, record in enumerate(done)):
         raise ValueError(f"{path} holds predictions for other rows; evaluate again without --resume.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(map(prediction_line, done)))
+    state.wait_for_everyone()  # all have read `path` before the main process rewrites it
+    main = state.is_main_process
+    if main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(map(prediction_line, done)))
     records = list(done)
-    with open(path, "a") as file:
-        for start in tqdm(range(len(done), n, batch_size), desc=description, unit="batch"):
-            batch = [rows[i] for i in range(start, min(start + batch_size, n))]
-            texts = advise(batch)
-            new = [prediction_record(row, text) for row, text in zip(batch, texts)]
-            file.write("".join(map(prediction_line, new)))
-            file.flush()
-            records += new
+    starts = range(len(done), n, batch_size)
+    with (
+        open(path, "a") if main else contextlib.nullcontext() as file,
+        tqdm(total=len(starts), desc=description, unit="batch", disable=not main) as progress,
+    ):
+        for turn in range(0, len(starts), state.num_processes):
+            batches = [_batch(rows, start, batch_size, n) for start in starts[turn : turn + state.num_processes]]
+            mine = batches[state.process_index : state.process_index + 1]  # [] when this turn has no batch left for it
+            texts = gather_object([advise(batch) for batch in mine])  # one list of answers per batch, in order
+            if main:
+                new = [prediction_record(row, text) for batch, answers in zip(batches, texts)
+                       for row, text in zip(batch, answers)]
+                file.write("".join(map(prediction_line, new)))
+                file.flush()
+                records += new
+            progress.update(len(batches))
     return records
+
+
+def _batch(rows, start: int, batch_size: int, n: int) -> list[dict]:
+    return [rows[i] for i in range(start, min(start + batch_size, n))]
 
 
 def _whole_batches(path: Path, batch_size: int, n: int) -> list[dict]:
