@@ -8,17 +8,34 @@ import soxr
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from .vocabulary_mixingbuddy import (
-    AUDIO_TOKEN,
-    END_OF_TURN,
-    START_OF_TURN,
-    STEMS,
-    SYSTEM_PROMPT,
-    advice_validity,
-    format_instruction,
-    format_response,
-    parse_advice,
-)
+try:  # the package mixingbuddy.hub, or transformers_modules.<folder> for a saved folder
+    from .vocabulary_mixingbuddy import (
+        AUDIO_TOKEN,
+        END_OF_TURN,
+        START_OF_TURN,
+        STEMS,
+        SYSTEM_PROMPT,
+        Advice,
+        advice_validity,
+        format_instruction,
+        format_response,
+        parse_advice,
+    )
+except ImportError:  # a top-level module, from a folder on sys.path: `from processing_mixingbuddy import parse_advice`
+    if __package__:
+        raise
+    from vocabulary_mixingbuddy import (
+        AUDIO_TOKEN,
+        END_OF_TURN,
+        START_OF_TURN,
+        STEMS,
+        SYSTEM_PROMPT,
+        Advice,
+        advice_validity,
+        format_instruction,
+        format_response,
+        parse_advice,
+    )
 
 
 def make_conversation(instruction: str, response: str | None = None) -> list[dict]:
@@ -173,8 +190,8 @@ class MixingBuddyProcessor(ProcessorMixin):
             data["labels"] = np.array([[-100] * (length - len(row)) + row for row in labels], dtype=np.int64)
         return data
 
-    def post_process_advice(self, texts) -> list[dict]:
-        """Generated texts -> `parse_advice` dicts."""
+    def post_process_advice(self, texts) -> list[Advice]:
+        """Generated texts -> their `parse_advice` readings."""
         return [parse_advice(t) for t in ([texts] if isinstance(texts, str) else texts)]
 
 

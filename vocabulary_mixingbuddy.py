@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, TypedDict
 
 STEMS = ("bass", "drums", "other", "vocals")
 TARGET_STEMS = ("bass", "drums", "vocals")  # `other` is always in the mix but never target nor anchor
@@ -304,11 +305,20 @@ def _db_range(text: str) -> tuple[float | None, float | None]:
     return None, None
 
 
-def parse_advice(text: str) -> dict:
+class Advice(TypedDict):
+    """Mixing advice read back into fields (`parse_advice`); a field that cannot be read is `None`."""
+
+    stem: str | None
+    direction: Literal["increase", "decrease", "none"] | None
+    min_db: float | None
+    max_db: float | None
+
+
+def parse_advice(text: str) -> Advice:
     """Read mixing advice back into fields.
 
-    Returns `{"stem": str | None, "direction": "increase" | "decrease" | "none" | None, "min_db": float | None,
-    "max_db": float | None}`. Words are matched whole (so "louder" is not "loud"), negations are handled ("not loud
+    Returns an [`Advice`]: `{"stem": str | None, "direction": "increase" | "decrease" | "none" | None, "min_db": float |
+    None, "max_db": float | None}`. Words are matched whole (so "louder" is not "loud"), negations are handled ("not loud
     enough" asks for more level; "nothing is too loud" says the mix is balanced) and the stem is the one named closest
     to the winning advice. Fields that cannot be read are `None`.
     """
@@ -332,7 +342,7 @@ def parse_advice(text: str) -> dict:
     else:
         direction = None
     min_db, max_db = _db_range(normalized)
-    return {"stem": stem, "direction": direction, "min_db": min_db, "max_db": max_db}
+    return Advice(stem=stem, direction=direction, min_db=min_db, max_db=max_db)
 
 
 
@@ -351,6 +361,7 @@ __all__ = [
     "START_OF_TURN",
     "SYSTEM_PROMPT",
     "TARGET_STEMS",
+    "Advice",
     "ErrorCategory",
     "advice_class",
     "advice_stems",

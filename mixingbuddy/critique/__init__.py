@@ -1,7 +1,7 @@
 """Critique a whole song: advice for each window of the model's clip length, windows too quiet to judge set aside,
 and a verdict for the song.
 
-The report (`critique_file`, and `mixingbuddy critique --json`) is a dict:
+The report (`critique_file`, and `mixingbuddy critique --json`) is a [`CritiqueReport`] (`critique/report.py`):
 
 - `file`, `anchor`, `stems` (present in the mix), `model`, `decoding`, `hop_seconds`, `duration_seconds`;
 - `windows`: one per judged window, in time order: `start`, `end` (seconds), `advice` (the text), and its reading
@@ -23,6 +23,7 @@ from ..hub.vocabulary_mixingbuddy import STEMS, parse_advice, reference_sentence
 from ..models.checkpoints import load_model
 from .audio import AudioFile, format_time, open_audio
 from .plot import timeline_figure, write_timeline
+from .report import CritiqueReport, JudgedWindow
 from .summary import other_lines, summarize
 from .windows import too_quiet, window_spans
 
@@ -37,7 +38,7 @@ def critique_audio(
     decoding: str = "ranked",
     batch_size: int = 8,
     model_name: str | None = None,
-) -> dict:
+) -> CritiqueReport:
     """The report (see the module's docstring) for an opened audio file, with a loaded model and processor.
 
     Windows are read one at a time and judged `batch_size` at a time on the model's device, so memory does not grow
@@ -53,7 +54,8 @@ def critique_audio(
     def judge():
         inputs = processor(text=[prompt] * len(pending), audio=[clip for _, clip in pending], sampling_rate=audio.rate)
         texts = decode_advice(model, processor, inputs.to(model.device), [(stems, anchor)] * len(pending), decoding)
-        windows.extend({**span, "advice": text.strip(), **parse_advice(text)} for (span, _), text in zip(pending, texts))
+        windows.extend(JudgedWindow(**span, advice=text.strip(), **parse_advice(text))
+                       for (span, _), text in zip(pending, texts))
         pending.clear()
 
     for start, stop in tqdm(spans, desc="critique", unit="window"):
@@ -67,11 +69,11 @@ def critique_audio(
             judge()
     if pending:
         judge()
-    return {
-        "file": str(audio.path), "anchor": anchor, "stems": stems, "model": model_name, "decoding": decoding,
-        "hop_seconds": hop_seconds or processor.clip_seconds, "duration_seconds": round(audio.seconds, 2),
-        "windows": windows, "skipped": skipped, "summary": summarize(windows),
-    }
+    return CritiqueReport(
+        file=str(audio.path), anchor=anchor, stems=stems, model=model_name, decoding=decoding,
+        hop_seconds=hop_seconds or processor.clip_seconds, duration_seconds=round(audio.seconds, 2),
+        windows=windows, skipped=skipped, summary=summarize(windows),
+    )
 
 
 def critique_file(
@@ -85,30 +87,33 @@ def critique_file(
     model_is_default: bool = False,
     device=None,
     dtype=None,
+    load_in_4bit: bool = False,
     plot=None,
-) -> dict:
-    """`critique_audio` of a file, with the model loaded by `load_model` on `device` in `dtype`; with `plot`, the
-    timeline PNG is written there. The file, the stems and the anchor are checked before the model loads."""
+) -> CritiqueReport:
+    """`critique_audio` of a file, with the model loaded by `load_model` on `device` in `dtype` (NF4 with
+    `load_in_4bit`); with `plot`, the timeline PNG is written there. The file, the stems and the anchor are checked before the model loads."""
     audio = open_audio(audio_path)
     validate_stems(stems or STEMS, anchor)
     if batch_size < 1 or (hop_seconds is not None and hop_seconds <= 0):
         raise ValueError(f"--batch-size must be at least 1 and --hop above 0, got {batch_size} and {hop_seconds}.")
     if plot is not None and not Path(plot).expanduser().resolve().parent.is_dir():
         raise FileNotFoundError(f"The folder of --plot {plot} does not exist.")
-    mb_model, processor = load_model(model, is_default=model_is_default, device=device, dtype=dtype)
+    mb_model, processor = load_model(
+        model, is_default=model_is_default, device=device, dtype=dtype, load_in_4bit=load_in_4bit
+    )
     report = critique_audio(audio, anchor, mb_model, processor, stems, hop_seconds, decoding, batch_size, model)
     if plot is not None:
         write_timeline(report, plot)
     return report
 
 
-def window_advice(report: dict, window: dict) -> str:
+def window_advice(report: CritiqueReport, window: JudgedWindow) -> str:
     """A window's advice to show: its text without the opening sentence that every window shares ("With the vocals as
     the reference, I compared the bass and the drums."); the report's header names the anchor and the stems once."""
     return window["advice"].removeprefix(reference_sentence(report["anchor"], report["stems"])).strip()
 
 
-def format_critique(report: dict) -> str:
+def format_critique(report: CritiqueReport) -> str:
     """The report as text: a line per window, then the verdict and the line of each advice."""
     lines = [f"{report['file']} ({format_time(report['duration_seconds'])}, anchor: {report['anchor']}, "
              f"stems: {', '.join(report['stems'])})"]
@@ -122,6 +127,6 @@ def format_critique(report: dict) -> str:
 
 
 __all__ = [
-    "critique_audio", "critique_file", "format_critique", "format_time", "open_audio", "other_lines", "timeline_figure",
-    "window_advice",
+    "CritiqueReport", "critique_audio", "critique_file", "format_critique", "format_time", "open_audio", "other_lines",
+    "timeline_figure", "window_advice",
 ]

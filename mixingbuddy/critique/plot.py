@@ -14,6 +14,7 @@ from matplotlib.ticker import FuncFormatter
 from ..files import write_file_atomic
 from ..hub.vocabulary_mixingbuddy import TARGET_STEMS
 from .audio import format_time
+from .report import CritiqueReport
 
 COLOURS = {  # (direction, large correction)
     ("increase", False): "#9ecae1", ("increase", True): "#2171b5",  # too quiet: blues
@@ -22,7 +23,7 @@ COLOURS = {  # (direction, large correction)
 BALANCED, SKIPPED = "#74c476", "#bdbdbd"
 
 
-def timeline_figure(report: dict) -> Figure:
+def timeline_figure(report: CritiqueReport) -> Figure:
     lanes = [stem for stem in TARGET_STEMS if stem in report["stems"] and stem != report["anchor"]]
     lanes += ["balanced", "too quiet"]
     figure = Figure(figsize=(10, 1.0 + 0.45 * len(lanes)), layout="constrained")
@@ -53,7 +54,7 @@ def timeline_figure(report: dict) -> Figure:
     return figure
 
 
-def write_timeline(report: dict, path: str | os.PathLike) -> Path:
+def write_timeline(report: CritiqueReport, path: str | os.PathLike) -> Path:
     """The timeline as a PNG at `path` (written atomically)."""
     buffer = io.BytesIO()
     timeline_figure(report).savefig(buffer, format="png", dpi=110)

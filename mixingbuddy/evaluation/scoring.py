@@ -33,6 +33,7 @@ from ..hub.vocabulary_mixingbuddy import (
     CATEGORIES,
     STEMS,
     TARGET_STEMS,
+    Advice,
     advice_class,
     advice_validity,
     parse_advice,
@@ -49,13 +50,13 @@ PREDICTED_CLASSES = ADVICE_CLASSES + ("other", "unparseable")  # "other": advice
 # ---------------------------------------------------------------------------------------------
 
 
-def true_advice(target_stem: str | None, error_category: str) -> dict:
-    """The ground truth in `parse_advice`'s shape: what a perfect answer reads back as."""
+def true_advice(target_stem: str | None, error_category: str) -> Advice:
+    """The ground truth as `parse_advice` gives advice: what a perfect answer reads back as."""
     category = CATEGORIES[error_category]
     if category.direction == "none":
-        return {"stem": None, "direction": "none", "min_db": None, "max_db": None}
+        return Advice(stem=None, direction="none", min_db=None, max_db=None)
     low, high = category.correction_db
-    return {"stem": target_stem, "direction": category.direction, "min_db": low, "max_db": high}
+    return Advice(stem=target_stem, direction=category.direction, min_db=low, max_db=high)
 
 
 def advice_category(advice: Mapping) -> str | None:
