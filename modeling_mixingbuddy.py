@@ -13,7 +13,12 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import ModelOutput
 
-from .configuration_mixingbuddy import MixingBuddyConfig
+try:  # the package mixingbuddy.hub, or transformers_modules.<folder> for a saved folder
+    from .configuration_mixingbuddy import MixingBuddyConfig
+except ImportError:  # a top-level module, from a folder on sys.path: `import modeling_mixingbuddy`
+    if __package__:
+        raise
+    from configuration_mixingbuddy import MixingBuddyConfig
 
 
 @dataclass
@@ -175,7 +180,9 @@ class MixingBuddyPreTrainedModel(PreTrainedModel):
     input_modalities = ("audio", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = ["Qwen2DecoderLayer", "HubertEncoderLayerStableLayerNorm", "HubertEncoderLayer"]
-    _keep_in_fp32_modules = ["audio_tower"]  # the frozen encoder in bfloat16 moves its features by 1.1–1.4 %
+    # Never quantized (bitsandbytes skips these), and in float32 when the rest loads in float16: the frozen encoder
+    # (in bfloat16 its features move by 1.1–1.4 %) and the small modules trained in full beside LoRA
+    _keep_in_fp32_modules = ["model.audio_tower", "model.layer_weights", "model.projector", "advice_head"]
     _skip_keys_device_placement = "cache"
     _supports_sdpa = True
     _supports_flash_attn = True
@@ -338,6 +345,10 @@ class MixingBuddyForConditionalGeneration(MixingBuddyPreTrainedModel, Generation
     def set_output_embeddings(self, value: nn.Module):
         self.lm_head = value
 
+    def total_loss(self, lm_loss: torch.Tensor, aux_loss: torch.Tensor | None) -> torch.Tensor:
+        """`lm_loss` + `aux_loss_weight` × `aux_loss` (the LM loss alone without an auxiliary loss)."""
+        return lm_loss if aux_loss is None else lm_loss + self.config.aux_loss_weight * aux_loss
+
     def set_projector_dropout(self, p: float):
         """Change the projector's dropout probability (used by the training schedule)."""
         for module in self.model.projector.modules():
@@ -394,7 +405,7 @@ class MixingBuddyForConditionalGeneration(MixingBuddyPreTrainedModel, Generation
                 vocab_size=self.config.text_config.vocab_size,
                 num_items_in_batch=num_items_in_batch,
             )
-            loss = lm_loss if aux_loss is None else lm_loss + self.config.aux_loss_weight * aux_loss
+            loss = self.total_loss(lm_loss, aux_loss)
 
         return MixingBuddyCausalLMOutput(
             loss=loss,

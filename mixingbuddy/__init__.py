@@ -1,8 +1,8 @@
 """MixingBuddy's tooling: building and loading models, training, evaluation, critique, the demo and the command line.
 
 The model itself is in the repository's Hub files (`configuration_`, `vocabulary_`, `processing_`,
-`modeling_mixingbuddy.py`), importable here as `mixingbuddy.hub.<file>` and by their plain names. The main names
-load on first use, so `import mixingbuddy` stays cheap:
+`modeling_mixingbuddy.py`), importable here as `mixingbuddy.hub.<file>`. The main names load on first use, so
+`import mixingbuddy` stays cheap:
 
 ```python
 from mixingbuddy import MixingBuddyForConditionalGeneration, MixingBuddyProcessor, load_model, parse_advice
@@ -13,8 +13,6 @@ import importlib
 import importlib.resources
 import logging
 from pathlib import Path
-
-from . import hub  # noqa: F401  (makes `import modeling_mixingbuddy` and friends resolve to mixingbuddy.hub)
 
 __version__ = "0.1.0"
 
@@ -27,7 +25,7 @@ _EXPORTS = {
     "MixingBuddyProcessor": "hub.processing_mixingbuddy",
     "parse_advice": "hub.vocabulary_mixingbuddy",
     "advice_validity": "hub.vocabulary_mixingbuddy",
-    "load_components": "models.components",
+    "convert": "models.convert",
     "build_tiny_model_and_processor": "models.tiny",
     "save_tiny_checkpoint": "models.tiny",
     "load_model": "models.checkpoints",

@@ -21,6 +21,23 @@ def tiny_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def convert(args: argparse.Namespace) -> int:
+    from .models.convert import convert as convert_components
+
+    config = {"audio_frontend": args.audio_frontend, "audio_pooling": args.audio_pooling,
+              "aux_loss": None if args.aux_loss == "none" else args.aux_loss,
+              "aux_loss_weight": args.aux_loss_weight, "projector_dropout": args.projector_dropout}
+    if args.projector_hidden_sizes is not None:
+        config["projector_hidden_sizes"] = args.projector_hidden_sizes
+    if args.audio_frontend == "log_mel":
+        config["mel_hop_length"] = args.mel_hop_length
+    out = convert_components(args.audio_encoder, args.language_model, args.out, seed=args.seed,
+                             max_shard_size=args.max_shard_size, overwrite=args.overwrite,
+                             push_to_hub=args.push_to_hub, **config)
+    print(f"Wrote an untrained MixingBuddy model to {out}: train it with train_sft.py --model_name_or_path {out}")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     from .demo import DemoCheckError, run_demo
 
@@ -36,7 +53,9 @@ def demo(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from dataset_builder.provenance import check_audio
 
-    from .evaluation.generation import check_evaluation_arguments, evaluate_split, prepare_output
+    from .evaluation.generation import (
+        check_evaluation_arguments, evaluate_split, evaluation_processes, on_main_process, prepare_output,
+    )
     from .models.checkpoints import resolve_model
 
     decodings = tuple(dict.fromkeys(args.decoding))
@@ -44,13 +63,17 @@ def evaluate(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     stems = check_audio(args.dataset, args.stems)
     run = {"model": args.model, "dataset": args.dataset, "split": args.split, "decodings": list(decodings),
-           "batch_size": args.batch_size, "limit": args.limit}
-    out = prepare_output(args.out, run, overwrite=args.overwrite, resume=args.resume, protected=[stems])
+           "batch_size": args.batch_size, "limit": args.limit, "load_in_4bit": args.load_in_4bit}
+    processes = evaluation_processes(args.device)  # several under `accelerate launch`: they share the batches out
+    out = on_main_process(processes, prepare_output, args.out, run, overwrite=args.overwrite, resume=args.resume,
+                          protected=[stems])
     results = evaluate_split(
         model, args.dataset, out, stems, split=args.split, batch_size=args.batch_size, limit=args.limit,
         decodings=decodings, cache_dir=args.cache_dir, resume=args.resume, device=args.device,
-        dtype=torch_dtype(args.dtype), ranked_chunk_size=args.ranked_chunk_size,
+        dtype=torch_dtype(args.dtype), load_in_4bit=args.load_in_4bit, ranked_chunk_size=args.ranked_chunk_size,
     )
+    if not processes.is_main_process:
+        return 0
     for decoding, metrics in results.items():
         o = metrics["overall"]
         print(
@@ -68,7 +91,7 @@ def critique(args: argparse.Namespace) -> int:
     report = critique_file(
         args.audio, anchor=args.anchor, model=args.model or DEFAULT_MODEL, stems=args.stems, hop_seconds=args.hop,
         decoding=args.decoding, batch_size=args.batch_size, model_is_default=args.model is None, device=args.device,
-        dtype=torch_dtype(args.dtype), plot=args.plot,
+        dtype=torch_dtype(args.dtype), load_in_4bit=args.load_in_4bit, plot=args.plot,
     )
     print(json.dumps(report, indent=2) if args.json else format_critique(report))
     return 0
@@ -95,6 +118,9 @@ def add_device_options(parser) -> None:
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
                         help="weights of the language model (default: bfloat16 on a GPU, float32 on the CPU); the "
                              "audio tower always runs in float32")
+    parser.add_argument("--load-in-4bit", action="store_true",
+                        help="the language model's linear layers in NF4, as QLoRA trains them (a QLoRA adapter then "
+                             "computes what it computed in training; a 7B model needs ~6 GB)")
 
 
 def add_model_commands(commands) -> None:
@@ -102,6 +128,25 @@ def add_model_commands(commands) -> None:
     p.add_argument("out", help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=tiny_checkpoint)
+
+    p = commands.add_parser("convert", help="one untrained model folder from an audio encoder and a language model")
+    p.add_argument("--audio-encoder", default="m-a-p/MERT-v1-330M", help="MERT (HuBERT layout): Hub id or folder")
+    p.add_argument("--language-model", default="Qwen/Qwen2-7B-Instruct", help="a Qwen2 chat model: Hub id or folder")
+    p.add_argument("--out", required=True, help="new folder for the model (Hub layout)")
+    p.add_argument("--audio-frontend", choices=("hubert", "log_mel"), default="hubert",
+                   help="hubert: the audio encoder (the paper); log_mel: the light CPU front-end, no encoder read")
+    p.add_argument("--audio-pooling", type=int, default=1, help="time pooling: 1 keeps 749 tokens per 10 s (the paper)")
+    p.add_argument("--mel-hop-length", type=int, default=320, help="log-mel hop in samples at 24 kHz (log_mel only)")
+    p.add_argument("--aux-loss", choices=("norm", "label", "none"), default="norm", type=str.lower)
+    p.add_argument("--aux-loss-weight", type=float, default=0.05)
+    p.add_argument("--projector-dropout", type=float, default=0.3)
+    p.add_argument("--projector-hidden-sizes", type=int, nargs="+", default=None,
+                   help="the projector's hidden widths (default: 2048 4096 4096 2048, the paper's)")
+    p.add_argument("--seed", type=int, default=0, help="initialises the layer weights, projector and heads")
+    p.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard (default: 5GB)")
+    p.add_argument("--push-to-hub", metavar="REPO", default=None, help="also upload the folder to this Hub model repo")
+    p.add_argument("--overwrite", action="store_true", help="replace a model folder MixingBuddy wrote earlier")
+    p.set_defaults(func=convert)
 
     p = commands.add_parser("demo", help="the offline demo: synthetic song, model, critique")
     p.add_argument("--out", default="demo_out", help="folder for everything the demo makes (default: demo_out)")

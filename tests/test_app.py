@@ -84,6 +84,7 @@ def critique_on_the_page(page, path: Path, anchor: str) -> None:
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_a_mix_gets_advice_per_window_a_verdict_and_a_timeline(page, tmp_path):
     mix = tmp_path / "my mix.flac"  # 35 s, under the test server's 2 MB limit
     audio = (0.1 * np.random.default_rng(0).standard_normal((35 * 16000, 1))).astype(np.float32)
@@ -100,6 +101,7 @@ def test_a_mix_gets_advice_per_window_a_verdict_and_a_timeline(page, tmp_path):
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_a_file_that_is_not_audio_gets_a_readable_message(page, tmp_path):
     fake = tmp_path / "notes.wav"
     fake.write_text("these are notes, not samples\n" * 50)
@@ -121,6 +123,7 @@ def test_an_upload_over_the_size_limit_gets_a_readable_message(page, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "too_large.png"), full_page=True)
 
 
+@pytest.mark.slow
 def test_without_a_model_the_page_says_how_to_make_one(tmp_path):
     environ = {name: value for name, value in os.environ.items() if name != "MIXINGBUDDY_MODEL"}
     done = subprocess.run([sys.executable, str(REPO / "app.py")], cwd=tmp_path, capture_output=True, text=True,
@@ -157,6 +160,7 @@ def test_a_port_that_is_not_a_port_number_is_refused(port, environ, message):
     assert str(refused.value) == message
 
 
+@pytest.mark.slow
 def test_a_bad_gradio_server_port_gets_one_line_not_a_traceback(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "app.py")], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "GRADIO_SERVER_PORT": "abc"})

@@ -16,8 +16,8 @@ from mixingbuddy.cli import main
 from mixingbuddy.critique import critique_audio, open_audio, window_advice
 from mixingbuddy.critique.summary import summarize
 from mixingbuddy.critique.windows import too_quiet, window_spans
+from mixingbuddy.hub.vocabulary_mixingbuddy import advice_validity, format_response
 from mixingbuddy.models.tiny import build_tiny_model_and_processor, save_tiny_checkpoint
-from vocabulary_mixingbuddy import advice_validity, format_response
 
 RATE = 24000
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -211,6 +211,7 @@ def test_bad_arguments_are_one_line(checkpoint, tmp_path, capsys, argv, message)
     assert code == 2 and message in err.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_the_command_prints_the_verdict(checkpoint, tmp_path):
     path = tmp_path / "song.wav"
     sf.write(path, noise(25), RATE)

@@ -20,7 +20,7 @@ from mixingbuddy.demo import (
     demo_estimate,
     flawed_song,
 )
-from vocabulary_mixingbuddy import STEMS
+from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,6 +74,7 @@ def test_flawed_song_raises_one_stem(tmp_path):
     np.testing.assert_allclose(song, expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_an_installed_copy_runs_the_demo_from_another_folder(tmp_path):
     """`pip install .` (not editable) and `mixingbuddy demo` elsewhere: the package finds its tiny config as package
     data and runs every stage (a smoke run: two training steps, eight evaluation rows)."""
@@ -89,7 +90,7 @@ def test_an_installed_copy_runs_the_demo_from_another_folder(tmp_path):
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}  # the installed copy comes before the editable checkout
     where = subprocess.run(
-        [sys.executable, "-c", "import mixingbuddy, processing_mixingbuddy; "
+        [sys.executable, "-c", "import mixingbuddy, mixingbuddy.hub.processing_mixingbuddy as processing_mixingbuddy; "
          "print(mixingbuddy.__file__, mixingbuddy.config_file('tiny.yaml'), processing_mixingbuddy.__file__)"],
         cwd=elsewhere, env=env, capture_output=True, text=True, check=True,
     )

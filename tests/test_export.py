@@ -54,6 +54,7 @@ def evaluated(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_the_export_has_a_card_with_metrics_and_loads_offline_and_in_the_pipeline(evaluated, tmp_path):
     out = tmp_path / "export"
     assert main(["export", "--model", str(evaluated / "model"), "--out", str(out), "--eval-dir",

@@ -1,9 +1,12 @@
 """Hub layout: a saved folder loads in a fresh offline process — without this repository, its package or its site
-hooks — through the Auto classes with identical outputs; the plain names of the Hub files alias one set of modules;
-PEFT saves only what was trained; a merged export loads without peft; real components load from local folders."""
+hooks — through the Auto classes with identical outputs; the environment's start-up imports nothing of this repository
+and a folder loads without it; the Hub files import by plain name from a folder that holds them; PEFT saves only what
+was trained; a merged export loads without peft; real components load from local folders."""
 
+import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,16 +17,19 @@ import pytest
 import torch
 import sysconfig
 from helpers import make_clips, make_prompts, write_component_folders
+from peft import get_peft_model
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoProcessor, AutoTokenizer
 
+from mixingbuddy.hub.modeling_mixingbuddy import MixingBuddyForConditionalGeneration
 from mixingbuddy.models.checkpoints import save_hub_folder
-from mixingbuddy.models.components import apply_lora, load_components, paper_model_args
-from mixingbuddy.models.tiny import build_tiny_model_and_processor
-from modeling_mixingbuddy import MixingBuddyForConditionalGeneration
+from mixingbuddy.models.convert import convert
+from mixingbuddy.models.tiny import build_tiny_model_and_processor, save_tiny_checkpoint
+from mixingbuddy.training.lora import lora_config, paper_model_args
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Runs in a fresh interpreter started with -S (no site hooks: neither the editable install nor mixingbuddy-hub.pth)
+# Runs in a fresh interpreter started with -S (no site hooks, so not the editable install's finder either)
 # in a folder outside the checkout, offline, with the installed libraries on sys.path but not the repository: loads
 # FOLDER with the Auto classes and writes logits and greedy generations to OUT.
 LOAD_SCRIPT = textwrap.dedent(
@@ -74,6 +80,7 @@ def reference_outputs(model, processor, prompts, clips):
     return logits, model.generate(**inputs, max_new_tokens=8).numpy()
 
 
+@pytest.mark.slow
 def test_hub_folder_round_trip_in_a_fresh_offline_process(tmp_path):
     model, processor = build_tiny_model_and_processor(seed=3)
     folder = save_hub_folder(model, processor, tmp_path / "checkpoint")
@@ -106,7 +113,7 @@ def test_save_refuses_a_non_empty_folder(tmp_path, tiny):
 
 def trained_peft_model():
     model, processor = build_tiny_model_and_processor(aux_loss="label")
-    peft_model = apply_lora(model)
+    peft_model = get_peft_model(model, lora_config(paper_model_args(), model))
     with torch.no_grad():  # stand-in for training: move every trainable tensor
         for param in peft_model.parameters():
             if param.requires_grad:
@@ -150,46 +157,134 @@ def component_folders(tmp_path_factory):
     return write_component_folders(tmp_path_factory.mktemp("components"))
 
 
-def test_load_components_assembles_mert_and_qwen2(component_folders):
+def test_convert_writes_one_folder_from_mert_and_qwen2(component_folders, tmp_path):
     root, hubert, text_model = component_folders
-    model_args = paper_model_args(load_in_4bit=False)  # the NF4 path: tests/test_qlora.py
-    peft_model, processor = load_components(root / "mert", root / "qwen", model_args, audio_pooling=10)
-    model = peft_model.base_model.model
+    out = convert(root / "mert", root / "qwen", tmp_path / "base", audio_pooling=10, max_shard_size="100KB")
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1  # sharded safetensors
+    assert {f"{name}.py" for name in HUB_FILES} <= {p.name for p in out.iterdir()}
+    model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
     assert model.config.audio_pooling == 10 and model.config.audio_tokens_per_clip == 75
     assert processor.audio_tokens_per_clip == 75 and processor.audio_token == model.config.audio_token
-    assert processor.tokenizer.convert_tokens_to_ids(processor.audio_token) == model.config.audio_token_id
-    assert processor.sampling_rate == 24000 and processor.tokenizer.padding_side == "left"
+    tokenizer = processor.tokenizer
+    assert tokenizer.convert_tokens_to_ids(processor.audio_token) == model.config.audio_token_id
+    original = AutoTokenizer.from_pretrained(root / "qwen")
+    assert len(tokenizer) == len(original) + (processor.audio_token not in original.get_vocab())  # at most once
+    assert processor.sampling_rate == 24000 and tokenizer.padding_side == "left"
     audio, ids = torch.randn(1, 24000), torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         torch.testing.assert_close(model.model.audio_tower(audio).last_hidden_state, hubert(audio).last_hidden_state)
         torch.testing.assert_close(model(input_ids=ids).logits, text_model(input_ids=ids).logits)
-    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
-    assert any("language_model" in n and "lora_A" in n for n in trainable)
-    assert not any("audio_tower" in n for n in trainable)
+    again = convert(root / "mert", out, tmp_path / "again", audio_pooling=10)  # a converted tokenizer gains nothing
+    assert len(AutoTokenizer.from_pretrained(again)) == len(tokenizer)
 
 
-def test_load_components_errors(component_folders):
+def test_convert_with_the_log_mel_front_end_reads_no_audio_encoder(component_folders, tmp_path):
+    root, _, _ = component_folders
+    out = convert(tmp_path / "no-such-encoder", root / "qwen", tmp_path / "base", audio_frontend="log_mel",
+                  mel_hop_length=960, audio_pooling=8, aux_loss="label")
+    model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True)
+    assert type(model.model.audio_tower).__name__ == "MixingBuddyLogMelEncoder" and model.advice_head is not None
+    assert model.config.audio_tokens_per_clip == 32 and not model.config.freeze_audio_tower
+    processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
+    inputs = processor(text=make_prompts(processor)[:2], audio=make_clips(2), sampling_rate=24000)
+    with torch.no_grad():
+        assert model(**inputs).logits.isfinite().all()
+
+
+def test_convert_and_lora_errors(component_folders, tmp_path):
     root, _, _ = component_folders
     with pytest.raises(ValueError, match="does not hold HuBERT-layout weights"):
-        load_components(root / "qwen", root / "qwen", paper_model_args(load_in_4bit=False))
+        convert(root / "qwen", root / "qwen", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
     model, _ = build_tiny_model_and_processor()
     with pytest.raises(ValueError, match="lora_target_modules"):
-        apply_lora(model, paper_model_args(lora_target_modules=None))
+        lora_config(paper_model_args(lora_target_modules=None), model)
 
 
-def test_plain_hub_file_names_alias_the_package_modules_in_a_fresh_process():
+HUB_FILES = ("configuration_mixingbuddy", "vocabulary_mixingbuddy", "processing_mixingbuddy", "modeling_mixingbuddy")
+# An expression: the imported modules of this repository, by their top-level names. (setuptools' editable install has a
+# module of its own imported at start-up, `__editable___mixingbuddy_<version>_finder`: standard library only, it maps
+# these names to the checkout when they are imported.)
+TOP_LEVEL_NAMES = ("mixingbuddy", "dataset_builder", *HUB_FILES)
+REPOSITORY_MODULES = f"sorted(m for m in sys.modules if m.split('.')[0] in {TOP_LEVEL_NAMES})"
+
+# Runs as a user's process does (site runs, the environment's .pth files included), isolated (-I: no PYTHON* variables,
+# no script folder or working folder on sys.path) in a folder outside the checkout: checks that start-up imported
+# nothing of this repository, loads FOLDER with the Auto classes, runs a forward pass, and prints what was imported.
+ISOLATED_LOAD_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    at_start = REPOSITORY_MODULES
+    import numpy as np, torch
+    from transformers import AutoModelForCausalLM, AutoProcessor
+    folder = sys.argv[1]
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    prompt = processor.apply_chat_template(processor.build_conversation("vocals"), add_generation_prompt=True)
+    audio = 0.1 * np.random.default_rng(0).standard_normal(24000).astype(np.float32)
+    inputs = processor(text=[prompt], audio=[audio], sampling_rate=24000)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    print(json.dumps({"at_start": at_start, "repository": REPOSITORY_MODULES,
+                      "modules": sorted(m for m in sys.modules if "mixingbuddy" in m and "__editable__" not in m),
+                      "classes": [type(model).__module__, type(processor).__module__],
+                      "finite": bool(torch.isfinite(logits).all()), "shape": list(logits.shape)}))
+    """
+).replace("REPOSITORY_MODULES", REPOSITORY_MODULES)
+
+
+@pytest.mark.slow
+def test_start_up_imports_nothing_of_the_repository_and_a_copied_folder_loads_without_it(tmp_path):
+    folder = shutil.copytree(save_tiny_checkpoint(tmp_path / "saved"), tmp_path / "elsewhere" / "model")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
+    started = f"import sys; print({REPOSITORY_MODULES})"
+    bare = subprocess.run([sys.executable, "-I", "-c", started], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=True)
+    assert bare.stdout.strip() == "[]"
+    done = subprocess.run([sys.executable, "-I", "-c", ISOLATED_LOAD_SCRIPT, str(folder)], cwd=tmp_path / "elsewhere",
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["at_start"] == [] and result["repository"] == []
+    assert result["finite"] and result["shape"][0] == 1
+    assert all(name.startswith("transformers_modules.") for name in result["modules"]), result["modules"]
+    assert {name.rsplit(".", 1)[-1] for name in result["modules"]} == set(HUB_FILES)
+    assert [name.rsplit(".", 1)[-1] for name in result["classes"]] == ["modeling_mixingbuddy", "processing_mixingbuddy"]
+
+
+@pytest.mark.slow
+def test_hub_files_import_by_plain_name_from_a_folder_that_holds_them():
     script = (
-        "import processing_mixingbuddy, modeling_mixingbuddy, vocabulary_mixingbuddy, mixingbuddy.hub as hub\n"
-        "assert modeling_mixingbuddy is hub.modeling_mixingbuddy\n"
-        "assert processing_mixingbuddy is hub.processing_mixingbuddy\n"
-        "assert processing_mixingbuddy.parse_advice is vocabulary_mixingbuddy.parse_advice\n"
-        "print(processing_mixingbuddy.parse_advice('Cut the drums by 3 to 6 dB.')['stem'])"
+        "import sys\n"
+        "from processing_mixingbuddy import parse_advice\n"
+        "print(parse_advice('The drums are too loud. Reduce the drums by 3 to 6 dB.'))\n"
+        f"print({REPOSITORY_MODULES})"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=Path("/"), capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "drums"
+    advice, modules = done.stdout.strip().splitlines()
+    assert ast.literal_eval(advice)["stem"] == "drums"
+    # top-level modules of the files in the working folder, not the package: nothing else of the repository
+    assert ast.literal_eval(modules) == ["processing_mixingbuddy", "vocabulary_mixingbuddy"]
 
 
+def test_the_package_and_the_public_names_are_one_set_of_modules():
+    import mixingbuddy
+    import mixingbuddy.hub.processing_mixingbuddy
+    import mixingbuddy.hub.vocabulary_mixingbuddy
+
+    assert mixingbuddy.hub.processing_mixingbuddy.MixingBuddyProcessor is mixingbuddy.MixingBuddyProcessor
+    model_class = mixingbuddy.hub.modeling_mixingbuddy.MixingBuddyForConditionalGeneration
+    assert model_class is MixingBuddyForConditionalGeneration is mixingbuddy.MixingBuddyForConditionalGeneration
+    assert mixingbuddy.hub.processing_mixingbuddy.parse_advice is mixingbuddy.hub.vocabulary_mixingbuddy.parse_advice
+    assert mixingbuddy.parse_advice is mixingbuddy.hub.vocabulary_mixingbuddy.parse_advice
+
+
+@pytest.mark.slow
 def test_cli_tiny_checkpoint_and_user_errors(tmp_path):
     out = tmp_path / "tiny"
     done = subprocess.run([sys.executable, "-m", "mixingbuddy", "tiny-checkpoint", str(out)], cwd=REPO,

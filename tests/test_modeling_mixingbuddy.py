@@ -4,11 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import make_clips, make_prompts
+from peft import get_peft_model
 
-from configuration_mixingbuddy import MixingBuddyConfig
-from mixingbuddy.models.components import apply_lora
+from mixingbuddy.hub.configuration_mixingbuddy import MixingBuddyConfig
+from mixingbuddy.hub.modeling_mixingbuddy import MixingBuddyForConditionalGeneration
 from mixingbuddy.models.tiny import TINY_AUDIO_CONFIG, build_tiny_model_and_processor
-from modeling_mixingbuddy import MixingBuddyForConditionalGeneration
+from mixingbuddy.training.lora import lora_config, paper_model_args
 
 RESPONSES = [
     "The drums are far too loud. Reduce the drums by 6 to 12 dB.",
@@ -64,7 +65,7 @@ def test_paper_config_token_count():
 
 
 def test_projector_pools_frames_with_a_partial_last_window():
-    from modeling_mixingbuddy import MixingBuddyProjector
+    from mixingbuddy.hub.modeling_mixingbuddy import MixingBuddyProjector
 
     pooled = MixingBuddyProjector(MixingBuddyModelTester(audio_pooling=3).model.config).eval()
     unpooled = MixingBuddyProjector(MixingBuddyModelTester(audio_pooling=1).model.config).eval()
@@ -119,7 +120,7 @@ def test_layer_weights_start_uniform_and_mix(tiny):
 
 def test_trainable_set_is_lora_projector_layer_weights_and_head():
     model, processor = build_tiny_model_and_processor(aux_loss="label")
-    peft_model = apply_lora(model)
+    peft_model = get_peft_model(model, lora_config(paper_model_args(), model))
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all(
         "lora_" in n or any(f"{m}.modules_to_save" in n for m in ("layer_weights", "projector", "advice_head"))
@@ -248,7 +249,7 @@ def test_the_weighted_norm_loss_does_not_swamp_the_lm_loss_at_initialisation():
     keep it small) at initialisation, text embeddings of norm 1: the audio tokens' norm is about 54, the weighted
     "norm" loss about 0.05 × ln(54)² ≈ 0.8, below a pretrained LM's loss on new text (about 2); the squared difference
     of norms it replaced gave 0.05 × 53² ≈ 140."""
-    from configuration_mixingbuddy import MixingBuddyConfig
+    from mixingbuddy.hub.configuration_mixingbuddy import MixingBuddyConfig
 
     config = MixingBuddyConfig(
         audio_config={"num_hidden_layers": 1, "intermediate_size": 64},

@@ -99,6 +99,7 @@ def test_the_default_model_is_never_looked_up_on_the_hub(tmp_path, capsys, monke
     one_line_error(capsys, "Model folder demo_out/model does not exist (`mixingbuddy demo` makes it)")
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_id_is_one_line_within_seconds(tmp_path):
     song = tmp_path / "song.wav"
     sf.write(song, np.zeros((2 * RATE, 2), dtype=np.float32), RATE)
@@ -308,6 +309,7 @@ def test_stems_cannot_swallow_the_audio_path(built, tmp_path, capsys):
     assert report["stems"] == ["bass", "drums", "vocals"] and report["file"] == str(song)
 
 
+@pytest.mark.slow
 def test_evaluate_does_not_print_library_noise(built, tmp_path):
     command = [sys.executable, "-m", "mixingbuddy", *evaluate_command(built, tmp_path / "e")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -342,6 +344,7 @@ def test_a_demo_folder_is_reused_only_with_the_same_settings(tmp_path, capsys):
     assert not (out / "corpus").exists()
 
 
+@pytest.mark.slow
 def test_push_to_hub_offline_is_one_line_that_says_the_folder_was_written(built, tmp_path):
     corpus, _, cache, _ = built
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -366,16 +369,16 @@ def test_corrupt_weights_are_one_line(built, tmp_path, capsys):
 
 
 def test_a_new_result_replaces_an_earlier_one_of_another_kind(built, tmp_path):
-    from mixingbuddy.models.checkpoints import ADAPTER_RECORD, load_model, save_hub_folder
+    from mixingbuddy.models.checkpoints import ADAPTER_FILES, load_model, save_hub_folder
     from mixingbuddy.models.tiny import build_tiny_model_and_processor
 
     out = tmp_path / "run"
     out.mkdir()
-    for stale in (ADAPTER_RECORD, "adapter_config.json", "adapter_model.safetensors"):
+    for stale in ADAPTER_FILES:
         (out / stale).write_text("{}")  # what an earlier QLoRA run left
     (out / "checkpoint-3").mkdir()
     save_hub_folder(*build_tiny_model_and_processor(), out, overwrite=True)
-    assert not (out / ADAPTER_RECORD).exists() and (out / "checkpoint-3").exists()
+    assert not any((out / stale).exists() for stale in ADAPTER_FILES) and (out / "checkpoint-3").exists()
     model, _ = load_model(str(out), device="cpu")
     assert type(model).__name__ == "MixingBuddyForConditionalGeneration"
 

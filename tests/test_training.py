@@ -16,12 +16,12 @@ from trl import SFTConfig
 
 from helpers import ROW_FORMS, rows_without_other
 
+from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 from mixingbuddy.models.tiny import build_tiny_model_and_processor
 from mixingbuddy.training.callbacks import ProjectorDropoutSchedule
 from mixingbuddy.training.collator import FlawedMixCollator
 from mixingbuddy.training.run import flushed_denormals, run
 from mixingbuddy.training.trainer import MixingBuddySFTTrainer
-from vocabulary_mixingbuddy import STEMS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,6 +169,7 @@ def test_checkpoints_reload_identically_and_resume_continues_the_data_order(tmp_
         torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=0, msg=name)
 
 
+@pytest.mark.slow
 def test_two_data_parallel_processes_match_one_process_with_the_same_global_batch(tmp_path, synthetic_data, rows):
     """A train split of exactly one global batch (8 rows), so each step sees the same rows whatever the sampler's
     order: 2 processes × 4 rows must give the model that 1 process × 8 rows gives (DDP on gloo, CPU)."""
@@ -202,7 +203,7 @@ def test_two_data_parallel_processes_match_one_process_with_the_same_global_batc
 def test_the_paper_config_parses_into_the_paper_recipe():
     from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
-    from mixingbuddy.models.components import paper_model_args
+    from mixingbuddy.training.lora import paper_model_args
     from mixingbuddy.training.run import MixingBuddyArguments
 
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, MixingBuddyArguments))
@@ -213,7 +214,8 @@ def test_the_paper_config_parses_into_the_paper_recipe():
     assert (model_args.use_peft, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout) == (True, 16, 32, 0.1)
     projections = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert set(model_args.lora_target_modules) == projections
-    assert model_args.model_name_or_path == "Qwen/Qwen2-7B-Instruct" and mb.audio_encoder == "m-a-p/MERT-v1-330M"
+    assert model_args.model_name_or_path == "models/mixingbuddy-base" and mb.audio_encoder is None
+    assert mb.architecture() == {} and mb.training_overrides() == {"projector_dropout": 0.3, "aux_loss_weight": 0.05}
     batch = (training.learning_rate, training.per_device_train_batch_size, training.gradient_accumulation_steps)
     assert batch == (1e-4, 2, 8) and script.dataset_name == "data/mixingbuddy-gain"
     assert paper_model_args() == model_args
@@ -227,3 +229,31 @@ def test_training_flushes_denormals_and_restores_the_default():
     with flushed_denormals():
         assert (tiny * 1.0).item() == 0.0
     assert (tiny * 1.0).item() != 0.0
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_model_folder_trains_through_model_name_or_path(tmp_path, synthetic_data, lora):
+    """A folder in Hub layout (here the tiny checkpoint) trains as train_sft.py's --model_name_or_path: in full, or
+    with LoRA through SFTTrainer's peft_config, whose adapter names the folder as its base."""
+    import json
+
+    from mixingbuddy.models.checkpoints import load_model
+    from mixingbuddy.models.tiny import save_tiny_checkpoint
+
+    _, dataset, cache = synthetic_data
+    base, out = save_tiny_checkpoint(tmp_path / "tiny"), tmp_path / "out"
+    argv = ["--config", str(REPO / "configs" / "tiny.yaml"), "--tiny", "false", "--model_name_or_path", str(base),
+            "--audio_frontend", "hubert", "--audio_pooling", "25", "--aux_loss", "norm", "--dataset_name", str(dataset),
+            "--stem_cache_dir", str(cache), "--max_steps", "2", "--per_device_train_batch_size", "2",
+            "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", str(out), "--disable_tqdm", "true"]
+    if lora:
+        argv += ["--use_peft", "true", "--lora_target_modules", "q_proj", "v_proj"]
+    trainer = run(argv)
+    assert trainer.model.config.audio_pooling == 25 and (out / "config.json").is_file()
+    if lora:
+        adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
+        assert adapter["base_model_name_or_path"] == str(base.resolve())
+        peft_model, _ = load_model(str(out / "adapter"), device="cpu")
+        assert type(peft_model).__name__ == "PeftModelForCausalLM"
+    model, _ = load_model(str(out), device="cpu")
+    assert type(model).__name__ == "MixingBuddyForConditionalGeneration"

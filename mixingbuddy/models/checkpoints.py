@@ -3,20 +3,19 @@ inference on a chosen device."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 
 from ..files import atomic_folder, error_summary, is_local_only
 
 
-ADAPTER_RECORD = "mixingbuddy_base.json"  # in an adapter folder: the component checkpoints that rebuild its base
-ADAPTER_FILES = (ADAPTER_RECORD, "adapter_config.json", "adapter_model.safetensors")
+ADAPTER_CONFIG = "adapter_config.json"  # peft's: an adapter folder, whose base is `base_model_name_or_path`
+ADAPTER_FILES = (ADAPTER_CONFIG, "adapter_model.safetensors")
 MODEL_FILES = ("model*.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json")
 SMALL_MODEL_PARAMETERS = 50_000_000  # below this, saving and loading take a blink: their progress bars are noise
 
@@ -54,13 +53,13 @@ def save_hub_folder(model, processor, out_dir: str | os.PathLike, overwrite: boo
 
 
 def save_adapter_folder(model, processor, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Save a peft model's adapter (LoRA, and the projector, layer weights and advice head trained in full), its
-    processor and — for a base built by `load_components` — the record that rebuilds the base, into `out_dir`.
-    `load_model(out_dir)` then loads it in one call."""
+    """Save a peft model's adapter (LoRA, and the projector, layer weights and advice head trained in full) and its
+    processor into `out_dir`. Its `adapter_config.json` names the base model folder or Hub id, as any peft adapter's
+    does, so `load_model(out_dir)` and `AutoPeftModelForCausalLM.from_pretrained(out_dir, trust_remote_code=True)`
+    load it in one call."""
     with atomic_folder(out_dir, overwrite=overwrite, merge=True) as staging, quiet_progress(is_small(model)):
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        write_adapter_record(staging, model)
     _remove(out_dir, MODEL_FILES)  # an earlier run's full model would be loaded in place of this adapter
     return Path(out_dir)
 
@@ -69,13 +68,6 @@ def _remove(folder: str | os.PathLike, patterns) -> None:
     for pattern in patterns:
         for path in Path(folder).glob(pattern):
             path.unlink()
-
-
-def write_adapter_record(folder: str | os.PathLike, model) -> None:
-    """Write `mixingbuddy_base.json` into an adapter folder when `model`'s base was built by `load_components`."""
-    record = getattr(model, "component_record", None)  # a peft model passes attribute lookups to its base
-    if record is not None:
-        (Path(folder) / ADAPTER_RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
 def resolve_model(model: str, is_default: bool = False) -> str:
@@ -110,68 +102,48 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     audio_tower_dtype: torch.dtype = torch.float32,
+    load_in_4bit: bool = False,
 ):
     """A model folder or a Hub id (see `resolve_model`) -> (model, processor), the model in eval mode on `device`
     (default: this process's GPU, else the CPU).
 
-    A Hub-layout folder loads through the Auto classes in `dtype` (default bfloat16 on a GPU, float32 on the CPU); an
-    adapter folder written by training (`save_adapter_folder`) rebuilds its base from the component checkpoints it
-    records, quantized as in training (its language model in the dtype it was trained in: `dtype` applies to Hub-layout
-    folders), and applies the adapter. The audio tower runs in `audio_tower_dtype`. The
-    folder's own code is run (`trust_remote_code`): MixingBuddy's classes travel in every saved folder. From the Hub,
-    that happens only for an id the caller typed, never for a default.
+    A Hub-layout folder loads through the Auto classes; an adapter folder (peft's `adapter_config.json`, as training
+    with LoRA writes it) through `AutoPeftModelForCausalLM`, its base being the folder or Hub id the adapter names.
+    Weights load in `dtype` (default bfloat16 on a GPU, float32 on the CPU; never a 16-bit type on a CPU that would
+    emulate it), the audio tower in `audio_tower_dtype`. With `load_in_4bit` the language model's linear layers load
+    in NF4 (double quantization), as QLoRA trains them: an adapter then computes exactly what it computed in training.
+    The folder's own code is run (`trust_remote_code`): MixingBuddy's classes travel in every saved folder. From the
+    Hub, that happens only for an id the caller typed, never for a default.
     """
     from transformers import AutoModelForCausalLM, AutoProcessor
 
-    from .components import local_device
+    from .devices import compute_dtype, local_device
 
     model = resolve_model(model, is_default)
     device = torch.device(device) if device is not None else local_device()
-    if (Path(model) / ADAPTER_RECORD).is_file():
-        return load_adapter_model(model, device, audio_tower_dtype)
-    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    dtype = compute_dtype(dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32), device)
+    kwargs = {"trust_remote_code": True, "dtype": dtype}
+    if load_in_4bit:
+        kwargs.update(quantization_config=nf4_config(dtype), device_map={"": device})
+    is_adapter = Path(model).is_dir() and (Path(model) / ADAPTER_CONFIG).is_file()
+    if is_adapter:
+        from peft import AutoPeftModelForCausalLM as AutoModelForCausalLM  # noqa: N814  (loads the base it names)
     weights = sum(f.stat().st_size for f in Path(model).glob("*.safetensors")) if Path(model).is_dir() else None
     try:
         with quiet_progress(weights is not None and weights < 4 * SMALL_MODEL_PARAMETERS):  # float32 bytes
             processor = AutoProcessor.from_pretrained(model, trust_remote_code=True)
-            loaded = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=True, dtype=dtype)
+            loaded = AutoModelForCausalLM.from_pretrained(model, **kwargs)
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a folder that is not a whole model
         raise OSError(f"Cannot load the model in {model}: {error_summary(err)}") from None
-    loaded.model.audio_tower.to(audio_tower_dtype)
-    return loaded.to(device).eval(), processor
+    mixingbuddy = loaded.get_base_model() if is_adapter else loaded
+    mixingbuddy.model.audio_tower.to(audio_tower_dtype)
+    return (loaded if load_in_4bit else loaded.to(device)).eval(), processor
 
 
-def load_adapter_model(
-    folder: str | os.PathLike,
-    device: str | torch.device | None = None,
-    audio_tower_dtype: torch.dtype = torch.float32,
-    dequantize: bool = False,
-):
-    """(peft model, processor) from an adapter folder: the base rebuilt from the component checkpoints and settings
-    that `mixingbuddy_base.json` records, then the adapter. With `dequantize`, a quantized language model is turned
-    back into plain float32 layers first (so that LoRA can be merged into them exactly: `export`)."""
-    from peft import PeftModel
-    from transformers import AutoProcessor
-    from trl import ModelConfig
+def nf4_config(compute_dtype: torch.dtype):
+    """The paper's 4-bit quantization of the language model: NF4 with double quantization."""
+    from transformers import BitsAndBytesConfig
 
-    from .components import load_components
-
-    record = json.loads((Path(folder) / ADAPTER_RECORD).read_text())
-    model_args = ModelConfig(**record["model_args"], use_peft=False)
-    base, _ = load_components(
-        record["audio_encoder"], record["language_model"], model_args, device=device,
-        audio_tower_dtype=audio_tower_dtype, for_training=False, **record["config"],
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype
     )
-    if dequantize and getattr(base, "hf_quantizer", None) is not None:
-        base.dequantize(dtype=torch.float32)
-        base.is_loaded_in_4bit = base.is_loaded_in_8bit = False
-    with quiet_progress(is_small(base)):
-        model = PeftModel.from_pretrained(base, str(folder)).eval()
-    with safe_open(Path(folder) / "adapter_model.safetensors", "pt") as saved:
-        trained_dtype = saved.get_slice(next(iter(saved.keys()))).get_dtype()
-    if trained_dtype in ("BF16", "F16") and not dequantize:
-        # TRL trains a quantized model's adapter (LoRA and the modules trained in full) in bfloat16: run it as trained
-        for name, param in model.named_parameters():
-            if "lora_" in name or "modules_to_save" in name:
-                param.data = param.data.to(torch.bfloat16 if trained_dtype == "BF16" else torch.float16)
-    return model, AutoProcessor.from_pretrained(str(folder), trust_remote_code=True)

@@ -3,7 +3,6 @@ bitsandbytes."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import torch
 
 from ..files import atomic_folder, check_output_folder, push_folder_to_hub
 from .card import write_model_card
-from .checkpoints import ADAPTER_RECORD, is_small, load_adapter_model, load_model, quiet_progress
+from .checkpoints import is_small, load_model, quiet_progress
 
 
 def export_model(
@@ -27,20 +26,17 @@ def export_model(
     card (its metrics and confusion plots from `eval_dir`, a folder `mixingbuddy evaluate` wrote); with `push_to_hub`,
     upload it to that Hub repository.
 
-    An adapter folder's quantized language model is dequantized to float32 first and LoRA merged into it exactly, so
-    the export computes what the adapter model computes, up to the rounding to `dtype`.
+    An adapter folder's LoRA is merged into its base loaded in float32 (`merge_and_unload`), so the export computes
+    what the adapter computes on that base, up to the rounding to `dtype`.
     """
     out = check_output_folder(out_dir, overwrite, kind="model")  # before minutes of loading
     if eval_dir is not None and not (Path(eval_dir) / "metrics.json").is_file():
         raise FileNotFoundError(f"{eval_dir} holds no metrics.json: pass a folder that mixingbuddy evaluate wrote.")
+    model, processor = load_model(str(model_dir), device=device, dtype=torch.float32)
     base_models = ()
-    if (Path(model_dir) / ADAPTER_RECORD).is_file():
-        record = json.loads((Path(model_dir) / ADAPTER_RECORD).read_text())
-        base_models = (record["audio_encoder"], record["language_model"])
-        model, processor = load_adapter_model(model_dir, device, dequantize=True)
+    if hasattr(model, "merge_and_unload"):
+        base_models = (model.peft_config["default"].base_model_name_or_path,)
         model = model.merge_and_unload()
-    else:
-        model, processor = load_model(str(model_dir), device=device, dtype=torch.float32)
     tower = model.model.audio_tower
     model.to(dtype)
     tower.to(torch.float32)  # MixingBuddy keeps its frozen audio tower in float32 (`_keep_in_fp32_modules`)

@@ -24,7 +24,7 @@ from ..hub.vocabulary_mixingbuddy import (
     format_response,
 )
 from .checkpoints import save_hub_folder
-from .components import processor_for
+from .convert import processor_for
 
 PAD_TOKEN = "<|endoftext|>"  # Qwen2's padding token
 SPECIAL_TOKENS = [PAD_TOKEN, START_OF_TURN, END_OF_TURN, AUDIO_TOKEN]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -14,40 +15,48 @@ from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
 from dataset_builder.provenance import check_audio
 
-from ..files import check_location
-from ..models.checkpoints import (
-    is_small,
-    quiet_progress,
-    save_adapter_folder,
-    save_hub_folder,
-    write_adapter_record,
-)
-from ..models.components import MERT_V1_330M, QWEN2_7B_INSTRUCT, apply_lora, load_components
+from ..files import check_location, error_summary
+from ..hub.configuration_mixingbuddy import MixingBuddyConfig
+from ..models.checkpoints import is_small, quiet_progress, save_adapter_folder, save_hub_folder
+from ..models.devices import compute_dtype, cpu_dtype_decision, local_device
 from ..models.tiny import build_tiny_model_and_processor
 from .callbacks import AugmentationEpochCallback, ProjectorDropoutSchedule
 from .collator import FlawedMixCollator
+from .lora import lora_config
 from .log_mel import fit_log_mel_statistics
-from .trainer import MixingBuddySFTTrainer, unwrap_mixingbuddy
+from .trainer import MixingBuddySFTTrainer
+
+
+ARCHITECTURE_FIELDS = ("audio_frontend", "audio_pooling", "mel_hop_length", "aux_loss")  # fixed when a model is made
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class MixingBuddyArguments:
-    """What to build and where the audio comes from (the language model is `ModelConfig.model_name_or_path`)."""
+    """Where the audio comes from, and the MixingBuddy settings of the model (`ModelConfig.model_name_or_path`: a folder
+    `mixingbuddy convert` or `tiny-checkpoint` wrote, a Hub id of one, or with `tiny` a tiny model built in memory).
+
+    The architecture (`audio_frontend`, `audio_pooling`, `mel_hop_length`, `aux_loss`) is the model folder's: unset,
+    it is taken from there, and a different value is refused (convert again). `aux_loss_weight` and
+    `projector_dropout` only change how the model trains.
+    """
 
     stems_dir: str | None = field(
         default=None,
         metadata={"help": "MUSDB18HQ-layout folder the mixes are rendered from (default: the one the data set records)."},
     )
     stem_cache_dir: str | None = field(default=None, metadata={"help": "Where the 24 kHz stem cache lives (default: the builder's)."})
-    tiny: bool = field(default=False, metadata={"help": "Train a tiny random model (CPU demo and tests) instead of MERT + Qwen2."})
+    tiny: bool = field(default=False, metadata={"help": "Train a tiny random model built in memory (CPU demo and tests)."})
     tiny_text_hidden_size: int = 128
     tiny_text_layers: int = 2
-    audio_encoder: str = MERT_V1_330M
-    audio_frontend: str = field(default="hubert", metadata={"help": "'hubert' (MERT, the paper) or 'log_mel' (light, CPU)."})
-    audio_pooling: int = 1
-    mel_hop_length: int = field(default=320, metadata={"help": "Hop of the log-mel front-end (samples at 24 kHz)."})
-    aux_loss: str | None = field(default="norm", metadata={"help": "'norm', 'label' or 'none'."})
-    aux_loss_weight: float = 0.05
+    audio_encoder: str | None = field(
+        default=None, metadata={"help": "Retired: run `mixingbuddy convert` and pass its folder as --model_name_or_path."}
+    )
+    audio_frontend: str | None = field(default=None, metadata={"help": "'hubert' (MERT, the paper) or 'log_mel' (light, CPU)."})
+    audio_pooling: int | None = None
+    mel_hop_length: int | None = field(default=None, metadata={"help": "Hop of the log-mel front-end (samples at 24 kHz)."})
+    aux_loss: str | None = field(default=None, metadata={"help": "'norm', 'label' or 'none'."})
+    aux_loss_weight: float | None = None
     projector_dropout: float = 0.3
     projector_dropout_after_plateau: float = 0.1
     augment: bool = True
@@ -57,49 +66,85 @@ class MixingBuddyArguments:
     )
     feature_statistics_clips: int = 256
 
-    def __post_init__(self):
-        if self.aux_loss in ("none", "None", ""):  # how a command line or YAML file says "no auxiliary loss"
-            self.aux_loss = None
+    def architecture(self) -> dict:
+        """The architecture fields that are set, as `MixingBuddyConfig` takes them ("none" is no auxiliary loss)."""
+        fields = {name: getattr(self, name) for name in ARCHITECTURE_FIELDS if getattr(self, name) is not None}
+        if fields.get("aux_loss") in ("none", "None", ""):
+            fields["aux_loss"] = None
+        return fields
+
+    def training_overrides(self) -> dict:
+        """Config fields that only change how the model trains."""
+        overrides = {"projector_dropout": self.projector_dropout}
+        if self.aux_loss_weight is not None:
+            overrides["aux_loss_weight"] = self.aux_loss_weight
+        return overrides
 
 
-def build_model(
-    args: MixingBuddyArguments, model_args: ModelConfig, seed: int, gradient_checkpointing: bool, evaluates: bool
-):
-    """(model, processor) as the arguments describe: the paper model from its components, or a tiny one; with
-    `model_args.use_peft`, wrapped in LoRA. Quantization runs on the CPU too unless the training `evaluates` as it
-    goes (see `load_components`)."""
-    config_kwargs = {
-        "audio_frontend": args.audio_frontend,
-        "audio_pooling": args.audio_pooling,
-        **({"mel_hop_length": args.mel_hop_length} if args.audio_frontend == "log_mel" else {}),
-        "aux_loss": args.aux_loss,
-        "aux_loss_weight": args.aux_loss_weight,
-        "projector_dropout": args.projector_dropout,
-        "freeze_audio_tower": args.audio_frontend == "hubert",
-    }
+def build_model(args: MixingBuddyArguments, model_args: ModelConfig, seed: int, gradient_checkpointing: bool,
+                evaluates: bool):
+    """(model, processor) as the arguments describe: the model folder or Hub id `model_args.model_name_or_path`
+    loaded with `from_pretrained` — its language model quantized as `model_args` says (TRL's
+    `get_quantization_config`, each process on its own GPU) and prepared for k-bit training — or a tiny model built in
+    memory. Quantization runs on the CPU too unless the training `evaluates` as it goes: bitsandbytes cannot train
+    after an inference pass there, so the language model then loads in full precision and a line says so."""
     if args.tiny:
+        architecture = args.architecture()
         model, processor = build_tiny_model_and_processor(
-            seed=seed, text_hidden_size=args.tiny_text_hidden_size, text_layers=args.tiny_text_layers, **config_kwargs
+            seed=seed, text_hidden_size=args.tiny_text_hidden_size, text_layers=args.tiny_text_layers,
+            freeze_audio_tower=architecture.get("audio_frontend", "hubert") == "hubert",
+            **architecture, **args.training_overrides(),
         )
-        if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return (apply_lora(model, model_args) if model_args.use_peft else model), processor
-    return load_components(
-        args.audio_encoder,
-        model_args.model_name_or_path or QWEN2_7B_INSTRUCT,
-        model_args,
-        gradient_checkpointing=gradient_checkpointing,
-        quantize_on_cpu=not evaluates,
-        **config_kwargs,
-    )
+    else:
+        model, processor = load_for_training(model_args, args.training_overrides(), evaluates, gradient_checkpointing)
+    if gradient_checkpointing and not getattr(model, "is_loaded_in_4bit", False):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, processor
+
+
+def load_for_training(model_args: ModelConfig, overrides: dict, evaluates: bool, gradient_checkpointing: bool):
+    """(model, processor) of `model_args.model_name_or_path` with the config `overrides`, for `build_model`: in
+    `model_args.dtype` on a GPU and float32 on the CPU, the language model quantized as `model_args` says."""
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoProcessor
+    from trl import get_quantization_config
+
+    device = local_device()
+    requested = getattr(torch, model_args.dtype) if model_args.dtype not in (None, "auto") else torch.float32
+    dtype = requested if device.type == "cuda" else torch.float32  # the CPU trains in float32
+    quantization_config = get_quantization_config(model_args)
+    if quantization_config is not None and device.type == "cpu" and evaluates:
+        logger.warning(
+            "Loading the language model in full precision, not quantized: on the CPU, bitsandbytes cannot train after "
+            "an evaluation pass (set eval_strategy to 'no' to train quantized)."
+        )
+        quantization_config = None
+    kwargs = {"trust_remote_code": True, "dtype": dtype, **overrides}
+    if quantization_config is not None:
+        quantization_config.bnb_4bit_compute_dtype = dtype
+        # each process's own GPU, as TRL's get_kbit_device_map placed it (TRL 1.x leaves it to the caller)
+        kwargs.update(quantization_config=quantization_config, device_map={"": device} if device.type == "cuda" else None)
+    reference = absolute_if_local(model_args.model_name_or_path)  # what the adapter will name as its base
+    with quiet_progress(False):
+        model = AutoModelForCausalLM.from_pretrained(reference, **kwargs)
+    if quantization_config is not None:
+        prepare_model_for_kbit_training(
+            model, gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    return model, AutoProcessor.from_pretrained(reference, trust_remote_code=True)
+
+
+def absolute_if_local(reference: str) -> str:
+    path = Path(reference).expanduser()
+    return str(path.resolve()) if path.exists() else reference
 
 
 def export_final_model(trainer, processor, output_dir: Path):
     """What `load_model(output_dir)` loads in one call: the model in Hub layout after full fine-tuning; with LoRA the
-    merged model, and the adapter in `output_dir/adapter`; with LoRA on a quantized base the adapter itself (with the
-    record that rebuilds its base; `mixingbuddy export` merges it into a plain folder). Called on every process: with
-    FSDP or DeepSpeed the weights are sharded, so the Trainer gathers them (all processes take part) and the adapter is
-    not merged here (`mixingbuddy export` does it)."""
+    merged model, and the adapter in `output_dir/adapter`; with LoRA on a quantized base the adapter itself, which
+    names its base (`mixingbuddy export` merges it into a plain folder). Called on every process: with FSDP or
+    DeepSpeed the weights are sharded, so the Trainer gathers them (all processes take part) and the adapter is not
+    merged here (`mixingbuddy export` does it)."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
         if trainer.is_fsdp_enabled:  # checkpoints stay sharded; the final model is gathered whole
@@ -107,8 +152,6 @@ def export_final_model(trainer, processor, output_dir: Path):
         trainer.save_model(str(output_dir))
         if trainer.is_world_process_zero():
             processor.save_pretrained(output_dir)
-            if hasattr(model, "merge_and_unload"):
-                write_adapter_record(output_dir, model)
         return
     if not trainer.is_world_process_zero():
         return
@@ -154,16 +197,52 @@ def prepare_data(
 
 
 def check_model_options(training_args: SFTConfig, model_args: ModelConfig, mb_args: MixingBuddyArguments) -> None:
-    """Refuse what cannot train: a quantized language model without LoRA (its weights cannot be updated), quantizing
-    the tiny random model (it has no checkpoint to quantize), and a quantized model sharded by FSDP."""
-    if not (model_args.load_in_4bit or model_args.load_in_8bit):
-        return
-    if mb_args.tiny:
-        raise ValueError("The tiny model is built in memory and cannot be quantized: drop load_in_4bit / load_in_8bit.")
-    if not model_args.use_peft:
-        raise ValueError("A quantized language model trains only through LoRA: set use_peft (as configs/paper.yaml).")
-    if training_args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
-        raise ValueError("FSDP cannot shard a bitsandbytes-quantized model here: train it with DDP or ZeRO-2.")
+    """Refuse what cannot train: component checkpoints instead of a MixingBuddy model, architecture settings that
+    differ from the model folder's, a quantized language model without LoRA (its weights cannot be updated),
+    quantizing the tiny random model (it has no checkpoint to quantize), and a quantized model sharded by FSDP."""
+    if mb_args.audio_encoder is not None and not mb_args.tiny:
+        raise ValueError(
+            "train_sft.py trains a MixingBuddy model folder: run `mixingbuddy convert --audio-encoder "
+            f"{mb_args.audio_encoder} --language-model {model_args.model_name_or_path} --out DIR` once and pass "
+            "--model_name_or_path DIR (drop --audio_encoder)."
+        )
+    if model_args.load_in_4bit or model_args.load_in_8bit:
+        if mb_args.tiny:
+            raise ValueError("The tiny model is built in memory and cannot be quantized: drop load_in_4bit / load_in_8bit.")
+        if not model_args.use_peft:
+            raise ValueError("A quantized language model trains only through LoRA: set use_peft (as configs/paper.yaml).")
+        if training_args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+            raise ValueError("FSDP cannot shard a bitsandbytes-quantized model here: train it with DDP or ZeRO-2.")
+    if not mb_args.tiny:
+        check_model_folder(model_args.model_name_or_path, mb_args.architecture())
+
+
+def check_model_folder(reference: str | None, architecture: dict) -> None:
+    """`reference` (a folder or Hub id) holds a MixingBuddy model whose config agrees with `architecture`."""
+    from transformers import PretrainedConfig
+
+    if reference is None:
+        raise ValueError("Name the model with --model_name_or_path: a folder `mixingbuddy convert` wrote, or --tiny.")
+    try:
+        config, _ = PretrainedConfig.get_config_dict(reference)
+    except OSError as err:
+        raise OSError(f"Cannot read the model config of {reference}: {error_summary(err)}") from None
+    if config.get("model_type") != "mixingbuddy":
+        raise ValueError(
+            f"{reference} is not a MixingBuddy model (model_type {config.get('model_type')!r}): make one with "
+            f"`mixingbuddy convert --audio-encoder m-a-p/MERT-v1-330M --language-model {reference} --out DIR` and "
+            "pass --model_name_or_path DIR."
+        )
+    defaults = MixingBuddyConfig()
+    for name, value in architecture.items():
+        saved = config.get(name, getattr(defaults, name))
+        if name == "mel_hop_length" and config.get("audio_frontend") != "log_mel":
+            continue  # read only by the log-mel front-end
+        if saved != value:
+            raise ValueError(
+                f"{name} is {saved!r} in {reference}, fixed when the model was converted; drop --{name} {value}, or "
+                f"convert again with --{name.replace('_', '-')} {value}."
+            )
 
 
 @contextlib.contextmanager
@@ -195,6 +274,9 @@ def main(
     model, processor = build_model(
         mb_args, model_args, training_args.seed, training_args.activation_checkpointing, evaluates
     )
+    if training_args.bf16 and model.device.type == "cpu" and compute_dtype(torch.bfloat16, "cpu") != torch.bfloat16:
+        logger.warning("%s Training without bf16 autocast.", cpu_dtype_decision())
+        training_args.bf16 = False
     # already set up on the language model where it applies
     training_args.activation_checkpointing = training_args.gradient_checkpointing = False
 
@@ -208,8 +290,8 @@ def main(
         seed=training_args.seed,
         fresh_gains=mb_args.fresh_gains,
     )
-    if mb_args.audio_frontend == "log_mel":
-        fit_log_mel_statistics(unwrap_mixingbuddy(model), collator.eval_copy(), train_dataset, mb_args.feature_statistics_clips)
+    if model.config.audio_frontend == "log_mel":
+        fit_log_mel_statistics(model, collator.eval_copy(), train_dataset, mb_args.feature_statistics_clips)
 
     trainer = MixingBuddySFTTrainer(
         model=model,
@@ -219,6 +301,7 @@ def main(
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=processor,
+        peft_config=lora_config(model_args, model) if model_args.use_peft else None,
         callbacks=[
             AugmentationEpochCallback(collator),
             ProjectorDropoutSchedule(mb_args.projector_dropout, mb_args.projector_dropout_after_plateau),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from trl import SFTTrainer
 
+from ..models.devices import float32_where_emulated
+
 
 def unwrap_mixingbuddy(model):
     """The MixingBuddy model inside a PEFT and/or accelerate wrapper."""
@@ -19,11 +21,13 @@ class MixingBuddySFTTrainer(SFTTrainer):
     Under gradient accumulation the LM loss is a sum over response tokens divided by the tokens of the whole
     accumulated batch (`num_items_in_batch`), and the auxiliary loss, a mean over clips, is rescaled to a sum over the
     micro-batch's clips divided by the clips of the whole accumulated batch: one optimizer step equals one large batch.
-    Evaluation batches use `eval_data_collator` (no augmentation).
+    Evaluation batches use `eval_data_collator` (no augmentation). TRL casts a quantized model's trainable parameters
+    to bfloat16; on a CPU that would emulate bfloat16 they go back to float32 (`float32_where_emulated`).
     """
 
     def __init__(self, *args, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
+        float32_where_emulated(self.model)
         self.eval_data_collator = eval_data_collator or self.data_collator
         self._clips_in_step = None
 
@@ -47,11 +51,10 @@ class MixingBuddySFTTrainer(SFTTrainer):
         mode = "train" if model.training else "eval"
         outputs = model(**inputs, num_items_in_batch=num_items_in_batch, use_cache=False)
         lm_loss, aux_loss = outputs.lm_loss, outputs.aux_loss
-        weight = unwrap_mixingbuddy(model).config.aux_loss_weight
         aux_mean = aux_loss
         if num_items_in_batch is not None and aux_loss is not None:
             aux_loss = aux_loss * len(inputs["input_ids"]) / self._clips_in_step
-        loss = lm_loss if aux_loss is None else lm_loss + weight * aux_loss
+        loss = unwrap_mixingbuddy(model).total_loss(lm_loss, aux_loss)
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
 
