@@ -16,6 +16,7 @@ import contextlib
 import gc
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -302,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
                                args.steps, on_cpu)
             trainer = result.pop("trainer")
             summary[f"training_pooling_{pooling}"] = result
+            if pooling != poolings[-1]:
+                shutil.rmtree(root / f"base_{pooling}")  # at paper shapes each folder is 16 GB of disk
+        shutil.rmtree(root / "components")
         processor = trainer.processing_class
         collator = FlawedMixCollator(processor, stems, cache_dir=root / "cache")
         with stages("save_and_load"):

@@ -125,7 +125,7 @@ def load_model(
     kwargs = {"trust_remote_code": True, "dtype": dtype}
     if load_in_4bit:
         kwargs.update(quantization_config=nf4_config(dtype), device_map={"": device})
-    is_adapter = Path(model).is_dir() and (Path(model) / ADAPTER_CONFIG).is_file()
+    is_adapter = is_adapter_folder(model)
     if is_adapter:
         from peft import AutoPeftModelForCausalLM as AutoModelForCausalLM  # noqa: N814  (loads the base it names)
     weights = sum(f.stat().st_size for f in Path(model).glob("*.safetensors")) if Path(model).is_dir() else None
@@ -138,6 +138,15 @@ def load_model(
     mixingbuddy = loaded.get_base_model() if is_adapter else loaded
     mixingbuddy.model.audio_tower.to(audio_tower_dtype)
     return (loaded if load_in_4bit else loaded.to(device)).eval(), processor
+
+
+def is_adapter_folder(model: str) -> bool:
+    """Whether `model` (a local folder, or a Hub id `resolve_model` accepted) is a peft adapter."""
+    if Path(model).is_dir():
+        return (Path(model) / ADAPTER_CONFIG).is_file()
+    from huggingface_hub import file_exists
+
+    return file_exists(model, ADAPTER_CONFIG)
 
 
 def nf4_config(compute_dtype: torch.dtype):
