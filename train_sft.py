@@ -9,6 +9,11 @@ Any field of TRL's `ScriptArguments`, `SFTConfig` and `ModelConfig` (quantizatio
 ends, `output_dir` is what `mixingbuddy evaluate/critique --model` and `mixingbuddy.load_model` take as it is: the
 model in Hub layout (full fine-tuning; with LoRA the merged model, the adapter alone in `output_dir/adapter`), or for
 QLoRA the adapter with the record that rebuilds its base (`mixingbuddy export` merges it into a plain folder).
+
+`output_dir` must be new or empty, the folder of the checkpoint given to `--resume_from_checkpoint`, or with
+`--overwrite_output_dir` an earlier run's folder (its `.mixingbuddy.json` says training), which is then replaced whole;
+it never overlaps the data set, the stems or the model folder. A run that fails before its first checkpoint leaves no
+folder behind.
 """
 
 from mixingbuddy.training.run import run

@@ -58,7 +58,8 @@ def train_variant(name: str, overrides: dict, demo: Path, out: Path, steps: int,
     model_dir = out / "models" / name.replace(" ", "_")
     argv = ["--config", str(config_file("tiny.yaml")), "--dataset_name", str(demo / "dataset"),
             "--stems_dir", str(demo / "corpus"), "--stem_cache_dir", str(demo / "cache"), "--output_dir", str(model_dir),
-            "--seed", str(seed), "--max_steps", str(steps), "--eval_strategy", "no", "--save_strategy", "no"]
+            "--seed", str(seed), "--max_steps", str(steps), "--eval_strategy", "no", "--save_strategy", "no",
+            "--overwrite_output_dir", "true"]  # a rerun into the same --out replaces the earlier variant's run
     for key, value in overrides.items():
         argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
     start = time.perf_counter()

@@ -188,6 +188,7 @@ def run_demo(
     stages.update()
 
     stages.set_postfix_str("training")
+    shutil.rmtree(model_dir, ignore_errors=True)  # an earlier model in this demo's folder: retrained from scratch
     train_tiny_model(dataset_dir, stems_dir, cache_dir, model_dir, seed, max_steps)
     stages.update()
 

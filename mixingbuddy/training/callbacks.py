@@ -23,7 +23,8 @@ class AugmentationEpochCallback(TrainerCallback):
 
 class ProjectorDropoutSchedule(TrainerCallback, ExportableState):
     """Projector dropout starts at `start` and is lowered to `end`, once, when the eval loss stops improving.
-    The decision is saved in checkpoints, so a resumed run keeps it."""
+    The decision is saved in checkpoints and restored on resume (`run.main` sets
+    `restore_callback_states_from_checkpoint`), so a resumed run keeps it, with the checkpoint's `start` and `end`."""
 
     def __init__(self, start: float = 0.3, end: float = 0.1, best_eval_loss: float = math.inf, lowered: bool = False):
         self.start, self.end = start, end

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
 from dataset_builder.provenance import check_audio
 
-from ..files import check_location, error_summary
+from ..files import MARKER, check_location, error_summary, read_marker, remove_dead_temporaries, write_marker
 from ..hub.configuration_mixingbuddy import MixingBuddyConfig
 from ..models.checkpoints import is_small, quiet_progress, save_adapter_folder, save_hub_folder
 from ..models.devices import compute_dtype, cpu_dtype_decision, local_device
@@ -65,6 +67,10 @@ class MixingBuddyArguments:
         metadata={"help": "Draw a new gain within each row's category on every pass instead of the row's fixed gain."},
     )
     feature_statistics_clips: int = 256
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": f"Replace an earlier training run in output_dir (only a folder whose {MARKER} says training)."},
+    )
 
     def architecture(self) -> dict:
         """The architecture fields that are set, as `MixingBuddyConfig` takes them ("none" is no auxiliary loss)."""
@@ -167,11 +173,19 @@ def export_final_model(trainer, processor, output_dir: Path):
 def prepare_data(
     script_args: ScriptArguments, training_args: SFTConfig, model_args: ModelConfig, mb_args: MixingBuddyArguments
 ):
-    """(data set, stems folder), checked before any model loads: the model options go together, the stems are the
-    audio the data set was built from, the splits exist, the output folder is safe to write and a checkpoint to resume
-    from is complete. A problem is a `ValueError` or `OSError` in one line."""
+    """(data set, stems folder, whether an earlier run in the output folder is replaced), checked before any model
+    loads and before anything is written: the model options go together, the batch sizes are positive, the stems are
+    the audio the data set was built from, the output folder is safe to write, the splits exist and a checkpoint to
+    resume from is complete and readable. A problem is a `ValueError` or `OSError` in one line."""
     check_model_options(training_args, model_args, mb_args)
+    check_batch_sizes(training_args)
     stems_dir = check_audio(script_args.dataset_name, mb_args.stems_dir)
+    inputs = {"stems folder": stems_dir, "data set folder": script_args.dataset_name}
+    if not mb_args.tiny and model_args.model_name_or_path:
+        inputs["model folder"] = model_args.model_name_or_path
+    replace = check_output_dir(
+        training_args.output_dir, inputs, training_args.resume_from_checkpoint, mb_args.overwrite_output_dir
+    )
     dataset = load_dataset(script_args.dataset_name, name=script_args.dataset_config)
     needed = [script_args.dataset_train_split]
     if training_args.eval_strategy != "no":
@@ -182,18 +196,65 @@ def prepare_data(
             f"Data set {script_args.dataset_name} has no {' or '.join(missing)} split (it has {', '.join(dataset)}); "
             "set --dataset_train_split / --dataset_test_split, or --eval_strategy no."
         )
-    output_dir = check_location(training_args.output_dir, protected=[stems_dir])
-    if output_dir.exists() and not output_dir.is_dir():
-        raise FileExistsError(f"Output folder {output_dir} is a file.")
     if training_args.resume_from_checkpoint:
-        checkpoint = Path(training_args.resume_from_checkpoint)
-        weights = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-        if not (checkpoint / "trainer_state.json").is_file() or not any((checkpoint / w).is_file() for w in weights):
-            raise FileNotFoundError(
-                f"Checkpoint {checkpoint} is missing or incomplete (no trainer_state.json or no weights); "
-                "pass a complete checkpoint-N folder of the output folder."
-            )
-    return dataset, stems_dir
+        check_checkpoint(Path(training_args.resume_from_checkpoint))
+    return dataset, stems_dir, replace
+
+
+def check_batch_sizes(training_args: SFTConfig) -> None:
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(training_args, name) < 1:
+            raise ValueError(f"--{name} is {getattr(training_args, name)}; it must be 1 or more.")
+
+
+def check_output_dir(output_dir: str, inputs: dict, resume_from_checkpoint: str | None, overwrite: bool) -> bool:
+    """Whether training replaces an earlier run in `output_dir`, once the folder is safe to write: it is not the
+    current folder or one that holds it, does not overlap an input (`inputs`: what it is -> its path, as
+    `check_location` takes them; Hub ids are skipped), and is new, empty, the folder of the checkpoint to resume from,
+    or with `overwrite` a folder whose marker says training wrote it. Raises `ValueError` or `FileExistsError`."""
+    path = check_location(output_dir, inputs)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return False
+    if not path.is_dir():
+        raise FileExistsError(f"Output folder {path} is a file.")
+    if resume_from_checkpoint and Path(resume_from_checkpoint).expanduser().resolve().parent == path:
+        return False  # the run's own folder
+    if not overwrite:
+        raise FileExistsError(
+            f"Output folder {path} already exists and is not empty: resume its run with --resume_from_checkpoint "
+            f"{path}/checkpoint-N, replace it with --overwrite_output_dir, or choose another folder."
+        )
+    if (read_marker(path) or {}).get("kind") != "training":
+        raise FileExistsError(
+            f"Output folder {path} was not written by train_sft.py (no {MARKER} says training); "
+            "--overwrite_output_dir replaces only such folders: remove it yourself or choose another."
+        )
+    return True
+
+
+def check_checkpoint(checkpoint: Path) -> None:
+    """`checkpoint` holds a trainer state and weights, and its weights (safetensors headers) and optimizer state
+    (`optimizer.pt`, as the Trainer loads it) can be read. Raises `OSError` naming what is missing or damaged."""
+    from safetensors import safe_open
+
+    weights = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+    if not (checkpoint / "trainer_state.json").is_file() or not any((checkpoint / w).is_file() for w in weights):
+        raise FileNotFoundError(
+            f"Checkpoint {checkpoint} is missing or incomplete (no trainer_state.json or no weights); "
+            "pass a complete checkpoint-N folder of the output folder."
+        )
+    readers = {path: lambda p: safe_open(p, framework="pt").keys() for path in sorted(checkpoint.glob("*.safetensors"))}
+    if (checkpoint / "optimizer.pt").is_file():
+        readers[checkpoint / "optimizer.pt"] = lambda p: torch.load(
+            p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p)
+        )
+    for path, read in readers.items():
+        try:
+            read(path)
+        except Exception as err:  # safetensors, pickle and zip each raise their own kinds
+            raise OSError(
+                f"Checkpoint file {path} cannot be read ({error_summary(err)}); resume from another checkpoint-N."
+            ) from None
 
 
 def check_model_options(training_args: SFTConfig, model_args: ModelConfig, mb_args: MixingBuddyArguments) -> None:
@@ -246,6 +307,39 @@ def check_model_folder(reference: str | None, architecture: dict) -> None:
 
 
 @contextlib.contextmanager
+def training_folder(output_dir: Path, replace: bool, main_process: bool):
+    """Hold `output_dir` while a run writes it, marked as a training folder; with `replace` the earlier run there is
+    moved aside first and deleted at the end. If the run fails before its first checkpoint, a folder that was new or
+    empty is left as it was (removed with the parents it needed, or emptied) and an earlier run moved aside comes
+    back; once a checkpoint exists the folder stays, to resume from. Only the main process touches the folder."""
+    if not main_process:
+        yield
+        return
+    remove_dead_temporaries(output_dir)
+    fresh = replace or not output_dir.exists() or not any(output_dir.iterdir())
+    aside = output_dir.with_name(f".{output_dir.name}.{os.getpid()}.replaced") if replace else None
+    if aside:
+        os.replace(output_dir, aside)
+    created = next((p for p in reversed((output_dir, *output_dir.parents)) if not p.exists()), None)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if (read_marker(output_dir) or {}).get("kind") != "training":
+        write_marker(output_dir, "training")
+    try:
+        yield
+    except BaseException:
+        if fresh and not any(output_dir.glob("checkpoint-*")):
+            shutil.rmtree(created or output_dir, ignore_errors=True)
+            if aside:
+                os.replace(aside, output_dir)
+            elif created is None:
+                output_dir.mkdir()  # it was there, empty
+        raise
+    finally:
+        if aside and aside.exists():
+            shutil.rmtree(aside)
+
+
+@contextlib.contextmanager
 def flushed_denormals():
     """Flush float32 values below the normal range to zero while training (the CPU's default keeps them): some of the
     log-mel front-end's gradients fall there, and the CPU's convolution backward then runs about 10x slower (measured
@@ -265,11 +359,20 @@ def main(
     dataset,
     stems_dir: Path,
     callbacks=(),
+    replace: bool = False,
 ) -> MixingBuddySFTTrainer:
     """Train on `dataset` (from `prepare_data`) as the parsed arguments say, with extra trainer `callbacks`, and export
-    the result to `training_args.output_dir`."""
+    the result to `training_args.output_dir` (`training_folder`; with `replace` in place of the earlier run there)."""
+    output_dir = Path(training_args.output_dir).expanduser().resolve()
+    with training_folder(output_dir, replace, training_args.process_index == 0):
+        return train_and_export(script_args, training_args, model_args, mb_args, dataset, stems_dir, callbacks)
+
+
+def train_and_export(script_args, training_args, model_args, mb_args, dataset, stems_dir: Path, callbacks):
+    """`main` inside the held output folder."""
     training_args.remove_unused_columns = False
     training_args.dataset_kwargs = {"skip_prepare_dataset": True}
+    training_args.restore_callback_states_from_checkpoint = True  # the projector-dropout schedule's decision
     evaluates = training_args.eval_strategy != "no"
     model, processor = build_model(
         mb_args, model_args, training_args.seed, training_args.activation_checkpointing, evaluates
@@ -319,10 +422,10 @@ def run(argv: list[str] | None = None, callbacks=()) -> MixingBuddySFTTrainer:
     stems and the folders, and train (with extra trainer `callbacks`). A user error is one line and exit code 2,
     before any model loads."""
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, MixingBuddyArguments))
-    script_args, training_args, model_args, mb_args = parser.parse_args_and_config(argv)
     try:
-        dataset, stems_dir = prepare_data(script_args, training_args, model_args, mb_args)
-    except (ValueError, OSError) as err:
-        print(f"train_sft.py: error: {err}", file=sys.stderr)
+        script_args, training_args, model_args, mb_args = parser.parse_args_and_config(argv)
+        dataset, stems_dir, replace = prepare_data(script_args, training_args, model_args, mb_args)
+    except (ValueError, OSError) as err:  # unknown arguments are a ValueError of HfArgumentParser's
+        print(f"train_sft.py: error: {error_summary(err)}", file=sys.stderr)
         raise SystemExit(2) from None
-    return main(script_args, training_args, model_args, mb_args, dataset, stems_dir, callbacks)
+    return main(script_args, training_args, model_args, mb_args, dataset, stems_dir, callbacks, replace)
