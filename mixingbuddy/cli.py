@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -54,23 +55,28 @@ def evaluate(args: argparse.Namespace) -> int:
     from dataset_builder.provenance import check_audio
 
     from .evaluation.generation import (
-        check_evaluation_arguments, evaluate_split, evaluation_processes, on_main_process, prepare_output,
+        check_evaluation_arguments, check_output, evaluate_split, evaluation_processes, on_main_process, start_output,
     )
+    from .files import folder_fingerprint
     from .models.checkpoints import resolve_model
 
+    check_device(args.device)
     decodings = tuple(dict.fromkeys(args.decoding))
     check_evaluation_arguments(decodings, args.batch_size, args.limit)
     model = resolve_model(args.model)
     stems = check_audio(args.dataset, args.stems)
     run = {"model": args.model, "dataset": args.dataset, "split": args.split, "decodings": list(decodings),
-           "batch_size": args.batch_size, "limit": args.limit, "load_in_4bit": args.load_in_4bit}
+           "batch_size": args.batch_size, "limit": args.limit, "load_in_4bit": args.load_in_4bit,
+           "model_files": folder_fingerprint(model) if Path(model).is_dir() else None}
     processes = evaluation_processes(args.device)  # several under `accelerate launch`: they share the batches out
-    out = on_main_process(processes, prepare_output, args.out, run, overwrite=args.overwrite, resume=args.resume,
-                          protected=[stems])
+    output = {"out_dir": args.out, "run": run, "overwrite": args.overwrite, "resume": args.resume,
+              "protected": {"stems folder": stems, "data set": args.dataset, "model": model}}
+    out = on_main_process(processes, check_output, **output)  # nothing is written before the model has loaded
     results = evaluate_split(
         model, args.dataset, out, stems, split=args.split, batch_size=args.batch_size, limit=args.limit,
         decodings=decodings, cache_dir=args.cache_dir, resume=args.resume, device=args.device,
         dtype=torch_dtype(args.dtype), load_in_4bit=args.load_in_4bit, ranked_chunk_size=args.ranked_chunk_size,
+        on_ready=functools.partial(start_output, **output),
     )
     if not processes.is_main_process:
         return 0
@@ -88,10 +94,11 @@ def evaluate(args: argparse.Namespace) -> int:
 def critique(args: argparse.Namespace) -> int:
     from .critique import critique_file, format_critique
 
+    check_device(args.device)
     report = critique_file(
         args.audio, anchor=args.anchor, model=args.model or DEFAULT_MODEL, stems=args.stems, hop_seconds=args.hop,
         decoding=args.decoding, batch_size=args.batch_size, model_is_default=args.model is None, device=args.device,
-        dtype=torch_dtype(args.dtype), load_in_4bit=args.load_in_4bit, plot=args.plot,
+        dtype=torch_dtype(args.dtype), load_in_4bit=args.load_in_4bit, plot=args.plot, overwrite=args.overwrite,
     )
     print(json.dumps(report, indent=2) if args.json else format_critique(report))
     return 0
@@ -100,10 +107,28 @@ def critique(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     from .models.export import export_model
 
+    check_device(args.device)
     out = export_model(args.model, args.out, dtype=torch_dtype(args.dtype), device=args.device,
                        overwrite=args.overwrite, eval_dir=args.eval_dir, push_to_hub=args.push_to_hub)
     print(f"Wrote {out}: loads with AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True), no peft needed")
     return 0
+
+
+def check_device(name: str | None) -> None:
+    """Raise `ValueError` naming --device when torch cannot place a model on `name` here (None: the default)."""
+    if name is None:
+        return
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device torch knows; use cpu, cuda or cuda:N.") from None
+    backend = getattr(torch, device.type, None)
+    if not getattr(backend, "is_available", lambda: False)():
+        raise ValueError(f"--device {name}: torch {torch.__version__} sees no {device.type} device; use --device cpu.")
+    if device.index is not None and device.index >= backend.device_count():
+        raise ValueError(f"--device {name}: there are only {backend.device_count()} {device.type} device(s).")
 
 
 def torch_dtype(name: str | None):
@@ -205,7 +230,8 @@ def add_model_commands(commands) -> None:
                    help="ranked (default) and constrained always give valid advice; greedy is the model's own words")
     p.add_argument("--batch-size", type=int, default=8, help="windows judged at once")
     p.add_argument("--json", action="store_true", help="print the report as JSON (schema: README, Critique your mix)")
-    p.add_argument("--plot", default=None, metavar="FILE", help="also write the timeline as a PNG")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="also write the timeline as a PNG")
+    p.add_argument("--overwrite", action="store_true", help="replace the --plot PNG of an earlier critique")
     add_device_options(p)
     p.set_defaults(func=critique)
 

@@ -1,14 +1,15 @@
 """Files and folders: telling a local path from a Hub id, writing safely (atomically: a reader sees the old version or
-the whole new one; replacing only what MixingBuddy wrote; clearing what a dead process of ours left), uploading a folder
-to the Hub, and one-line error messages."""
+the whole new one; replacing only what MixingBuddy wrote, never an input; clearing what a dead process of ours left),
+uploading a folder to the Hub, and one-line error messages."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -64,25 +65,59 @@ def write_marker(folder: str | os.PathLike, kind: str, **fields) -> None:
     write_file_atomic(Path(folder) / MARKER, json.dumps({"kind": kind, "version": __version__, **fields}, indent=2))
 
 
-def check_location(path: str | os.PathLike, protected: Iterable[str | os.PathLike] = ()) -> Path:
-    """`path`, resolved, if writing it cannot harm the current folder or a `protected` one (the stems, say): it must
-    not be the current folder or hold it, nor be, hold or lie in a protected folder. Raises `ValueError` otherwise."""
+def check_location(
+    path: str | os.PathLike, protected: Iterable | Mapping = (), what: str = "Output folder"
+) -> Path:
+    """`path`, resolved, if writing it cannot harm the current folder or an input: it must not be the current folder
+    or hold it, nor be, hold or lie in a `protected` file or folder that exists (a mapping names them, {"model": DIR};
+    plain paths are stems folders). Raises `ValueError` otherwise."""
     path = Path(path).expanduser().resolve()
     cwd = Path.cwd().resolve()
     if path == cwd or path in cwd.parents:
-        raise ValueError(f"Output folder {path} is the current folder or holds it; choose a folder of its own.")
-    for folder in protected:
-        folder = Path(folder).expanduser().resolve()
-        if path == folder or path in folder.parents or folder in path.parents:
-            raise ValueError(f"Output folder {path} overlaps the stems folder {folder}; choose a folder outside it.")
+        raise ValueError(f"{what} {path} is the current folder or holds it; choose a folder of its own.")
+    named = protected.items() if isinstance(protected, Mapping) else (("stems folder", p) for p in protected)
+    for name, source in named:
+        source = Path(source).expanduser().resolve()
+        if source.exists() and (path == source or path in source.parents or source in path.parents):
+            raise ValueError(f"{what} {path} overlaps the {name} {source}; choose a place outside it.")
     return path
+
+
+def check_output_file(
+    path: str | os.PathLike, overwrite: bool = False, suffix: str = "", magic: bytes = b"", protected=()
+) -> Path:
+    """`path`, resolved, once it is safe to write a file there: named `*suffix`, in a folder that exists, clear of the
+    inputs (`check_location`); an existing file is replaced only with `overwrite` and when it starts with `magic` (one
+    of its own kind). Raises `ValueError`, `FileNotFoundError` or `FileExistsError` naming the file and the reason."""
+    path = check_location(path, protected, what="Output file")
+    if path.is_dir():
+        raise IsADirectoryError(f"Output file {path} is a folder; name a file in it.")
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"Output file {path} must end in {suffix}.")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"The folder of output file {path} does not exist.")
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(f"Output file {path} already exists (use --overwrite to replace it).")
+        with open(path, "rb") as file:
+            if file.read(len(magic)) != magic:
+                raise FileExistsError(f"Output file {path} is not a {suffix} file; --overwrite replaces only those.")
+    return path
+
+
+def folder_fingerprint(folder: str | os.PathLike) -> str:
+    """A short hash of the name, size and modification time of each file directly in `folder` (not the hidden ones):
+    it changes when a model saved there is replaced, without reading gigabytes of weights."""
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 
 
 def check_output_folder(
     path: str | os.PathLike,
     overwrite: bool = False,
     kind: str | None = None,
-    protected: Iterable[str | os.PathLike] = (),
+    protected: Iterable | Mapping = (),
     hint: str = " (use --overwrite to replace it)",
 ) -> Path:
     """`path`, resolved, once it is safe to write whole: `check_location`, and if it exists and is not empty,
@@ -106,7 +141,7 @@ def atomic_folder(
     overwrite: bool = False,
     merge: bool = False,
     kind: str | None = None,
-    protected: Iterable[str | os.PathLike] = (),
+    protected: Iterable | Mapping = (),
     hint: str = " (use --overwrite to replace it)",
 ) -> Iterator[Path]:
     """Yield an empty temporary folder beside `path` to fill; when the block ends without error its content takes the

@@ -14,18 +14,20 @@ The report (`critique_file`, and `mixingbuddy critique --json`) is a [`CritiqueR
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..evaluation.decoding import decode_advice
-from ..hub.vocabulary_mixingbuddy import STEMS, parse_advice, reference_sentence, validate_stems
+from ..files import check_output_file
+from ..hub.vocabulary_mixingbuddy import STEMS, TARGET_STEMS, parse_advice, reference_sentence, validate_stems
 from ..models.checkpoints import load_model
 from .audio import AudioFile, format_time, open_audio
-from .plot import timeline_figure, write_timeline
+from .plot import PNG, timeline_figure, write_timeline
 from .report import CritiqueReport, JudgedWindow
 from .summary import other_lines, summarize
-from .windows import too_quiet, window_spans
+from .windows import check_hop, too_quiet, window_spans
 
 
 def critique_audio(
@@ -44,7 +46,7 @@ def critique_audio(
     Windows are read one at a time and judged `batch_size` at a time on the model's device, so memory does not grow
     with the song. The default decoding, ranked, only ever gives valid advice for the stems present and the anchor.
     """
-    stems = validate_stems(stems or STEMS, anchor)
+    stems = check_stems(stems, anchor)
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}.")
     prompt = processor.apply_chat_template(processor.build_conversation(anchor, stems), add_generation_prompt=True)
@@ -89,15 +91,18 @@ def critique_file(
     dtype=None,
     load_in_4bit: bool = False,
     plot=None,
+    overwrite: bool = False,
 ) -> CritiqueReport:
     """`critique_audio` of a file, with the model loaded by `load_model` on `device` in `dtype` (NF4 with
-    `load_in_4bit`); with `plot`, the timeline PNG is written there. The file, the stems and the anchor are checked before the model loads."""
+    `load_in_4bit`); with `plot`, the timeline PNG is written there (an existing PNG only with `overwrite`). The file,
+    the stems, the anchor, the hop and the plot's path are checked before the model loads."""
     audio = open_audio(audio_path)
-    validate_stems(stems or STEMS, anchor)
-    if batch_size < 1 or (hop_seconds is not None and hop_seconds <= 0):
-        raise ValueError(f"--batch-size must be at least 1 and --hop above 0, got {batch_size} and {hop_seconds}.")
-    if plot is not None and not Path(plot).expanduser().resolve().parent.is_dir():
-        raise FileNotFoundError(f"The folder of --plot {plot} does not exist.")
+    check_stems(stems, anchor)
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}.")
+    check_hop(hop_seconds, saved_clip_seconds(model))
+    if plot is not None:
+        plot = check_output_file(plot, overwrite, ".png", PNG, protected={"audio file": audio.path, "model": model})
     mb_model, processor = load_model(
         model, is_default=model_is_default, device=device, dtype=dtype, load_in_4bit=load_in_4bit
     )
@@ -105,6 +110,23 @@ def critique_file(
     if plot is not None:
         write_timeline(report, plot)
     return report
+
+
+def check_stems(stems, anchor: str) -> list[str]:
+    """`validate_stems` (default: all four), and a target stem beside the anchor to compare it with."""
+    stems = validate_stems(stems or STEMS, anchor)
+    if not any(stem in TARGET_STEMS and stem != anchor for stem in stems):
+        raise ValueError(f"Nothing to compare: among the stems {stems}, the only bass, drums or vocals stem is the "
+                         f"anchor {anchor!r}; name the others in the mix with --stems.")
+    return stems
+
+
+def saved_clip_seconds(model: str) -> float | None:
+    """The clip length a local model folder's processor was saved with (None for a Hub id, say), read before loading."""
+    try:
+        return float(json.loads((Path(model).expanduser() / "processor_config.json").read_text())["clip_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def window_advice(report: CritiqueReport, window: JudgedWindow) -> str:

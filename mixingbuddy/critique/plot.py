@@ -21,6 +21,7 @@ COLOURS = {  # (direction, large correction)
     ("decrease", False): "#fcae91", ("decrease", True): "#cb181d",  # too loud: reds
 }
 BALANCED, SKIPPED = "#74c476", "#bdbdbd"
+PNG = b"\x89PNG\r\n\x1a\n"  # how every PNG file starts
 
 
 def timeline_figure(report: CritiqueReport) -> Figure:

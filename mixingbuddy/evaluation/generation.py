@@ -69,18 +69,29 @@ def on_main_process(state: PartialState, function, *args, **kwargs):
     return outcome[0]
 
 
-def prepare_output(out_dir: str | Path, run: dict, overwrite: bool = False, resume: bool = False, protected=()) -> Path:
-    """The evaluation folder, ready before any model loads: new, or emptied with `overwrite` when it is an earlier
-    evaluation, or kept with `resume` when it holds an evaluation of the same `run` (model, data set, split, ...)."""
-    if resume:
-        path = check_location(out_dir, protected)
-        if (read_marker(path) or {}).get("run") != run:
-            raise ValueError(f"{path} holds no evaluation with these arguments to resume; start one without --resume.")
-        return path
-    path = check_output_folder(out_dir, overwrite, kind="evaluation", protected=protected)
-    if path.exists():
-        shutil.rmtree(path)  # no stale sub-folder of an earlier run survives
-    write_marker(path, "evaluation", run=run)
+def check_output(out_dir: str | Path, run: dict, overwrite: bool = False, resume: bool = False, protected=()) -> Path:
+    """The evaluation folder, checked before any model loads and left as it is: clear of the inputs (`protected`), and
+    new, or an earlier evaluation with `overwrite`, or with `resume` one of the same `run` (model files included)."""
+    if not resume:
+        return check_output_folder(out_dir, overwrite, kind="evaluation", protected=protected)
+    path = check_location(out_dir, protected)
+    earlier = (read_marker(path) or {}).get("run") or {}
+    if {**earlier, "model_files": None} != {**run, "model_files": None}:
+        raise ValueError(f"{path} holds no evaluation with these arguments to resume; start one without --resume.")
+    if earlier.get("model_files") != run.get("model_files"):
+        raise ValueError(f"The files of model {run['model']} changed since {path} was begun; resuming would mix two "
+                         "models' answers: evaluate again with --overwrite.")
+    return path
+
+
+def start_output(out_dir: str | Path, run: dict, overwrite: bool = False, resume: bool = False, protected=()) -> Path:
+    """`check_output` again once the model has loaded, then, unless resuming, the earlier evaluation deleted (no stale
+    sub-folder of it survives) and the new folder marked with `run`."""
+    path = check_output(out_dir, run, overwrite, resume, protected)
+    if not resume:
+        if path.exists():
+            shutil.rmtree(path)
+        write_marker(path, "evaluation", run=run)
     return path
 
 
@@ -100,6 +111,7 @@ def evaluate_split(
     dtype=None,
     load_in_4bit: bool = False,
     ranked_chunk_size: int | None = None,
+    on_ready=None,
 ) -> dict[str, dict]:
     """Generate advice for `split` of `dataset` (a folder or Hub id) and write, per decoding, `predictions.jsonl`,
     `metrics.json`, `metrics.md` and confusion plots: the first decoding in `out_dir`, the others in
@@ -110,7 +122,8 @@ def evaluate_split(
     600}). Predictions are appended to `predictions.jsonl` batch by batch; with `resume`, the whole batches already
     there are kept and the run goes on from there, to the same files an uninterrupted run writes. The model loads on
     `device` in `dtype`, with `load_in_4bit` in NF4 (`load_model`); ranked decoding scores `ranked_chunk_size`
-    candidates at a time.
+    candidates at a time. `on_ready()` (`start_output`, say) runs on the main process once the rows and the model are
+    ready, before anything is written.
 
     Under `accelerate launch` every process loads the model on its own device and answers every P-th batch of the same
     batches one process would answer; the main process writes the answers in row order, and every process returns
@@ -123,6 +136,8 @@ def evaluate_split(
         rows = rows.select(range(min(limit, len(rows))))
     model, processor = load_model(model_path, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
     collator = FlawedMixCollator(processor, stems_dir, cache_dir=cache_dir)
+    if on_ready is not None:
+        on_main_process(state, on_ready)
     results = {}
     for decoding in decodings:
         n = min(len(rows), (limits or {}).get(decoding, len(rows)))
