@@ -4,8 +4,9 @@ stems present, and get advice for every 10 s window, the song's verdict and a ti
     python app.py --model DIR [--host HOST] [--port PORT]   # no --model: $MIXINGBUDDY_MODEL, else demo_out/model
 
 The page listens on --host and --port, else on GRADIO_SERVER_NAME and GRADIO_SERVER_PORT (a Space sets them), else on
-127.0.0.1:7860. Gradio's analytics and version check are off (GRADIO_ANALYTICS_ENABLED=False) unless the environment
-sets GRADIO_ANALYTICS_ENABLED=True.
+127.0.0.1:7860. Gradio's analytics and version check are off (GRADIO_ANALYTICS_ENABLED=False, set by `import
+mixingbuddy`, `mixingbuddy.NETWORK_DEFAULTS`) unless the environment sets GRADIO_ANALYTICS_ENABLED=True. A rejected
+upload is deleted from Gradio's upload folder.
 
 Needs the `app` extra (`pip install -e ".[app]"`).
 """
@@ -18,12 +19,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from mixingbuddy.cli import DEFAULT_MODEL
+from mixingbuddy.cli import DEFAULT_MODEL  # first: importing mixingbuddy turns gradio's analytics off
 from mixingbuddy.critique import critique_audio, format_time, open_audio, other_lines, timeline_figure, window_advice
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS, TARGET_STEMS
 from mixingbuddy.models.checkpoints import load_model
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported, in build_app
 
 MAX_MINUTES = 20  # longer songs: the command line, `mixingbuddy critique`, takes any length
 MAX_MEGABYTES = 200  # larger uploads get a message; Gradio itself refuses those over four times as large
@@ -39,28 +38,45 @@ def report_markdown(report: dict) -> str:
 
 
 def critique_upload(
-    model, processor, model_name: str, path: str | None, anchor: str, stems, max_megabytes: float = MAX_MEGABYTES
+    model, processor, model_name: str, path: str | None, anchor: str, stems, max_megabytes: float = MAX_MEGABYTES,
+    upload_folder: str | None = None,
 ):
     """What the page shows for an upload: (verdict or error as markdown, rows of the window table, timeline figure).
-    Files it cannot critique get a message that names the uploaded file, never a stack trace."""
+    Files it cannot critique get a message that names the uploaded file, never a stack trace, and are deleted when
+    they lie in `upload_folder` (Gradio's); a choice of stems it cannot use gets a message and keeps the file."""
+    if path is None:
+        return "### Cannot critique yet\n\nUpload a mix first.", [], None
+    if not stems:  # critique_audio would take all four
+        return f"### Cannot critique yet\n\nTick the stems in the mix, the anchor ({anchor}) among them.", [], None
     try:
-        if path is None:
-            raise ValueError("Upload a mix first.")
         megabytes = Path(path).stat().st_size / 1e6
         if megabytes > max_megabytes:
-            raise ValueError(f"{Path(path).name} is {megabytes:.1f} MB; this page takes files of up to "
-                             f"{max_megabytes:g} MB (the command line, mixingbuddy critique, takes any size).")
+            raise ValueError(f"{path} is {megabytes:.1f} MB; this page takes files of up to {max_megabytes:g} MB (the "
+                             "command line, mixingbuddy critique, takes any size).")
         audio = open_audio(path)
         if audio.seconds > MAX_MINUTES * 60:
-            raise ValueError(f"{Path(path).name} lasts {format_time(audio.seconds)}; this page takes songs of up to "
-                             f"{MAX_MINUTES} minutes (the command line, mixingbuddy critique, takes any length).")
+            raise ValueError(f"{path} lasts {format_time(audio.seconds)}; this page takes songs of up to {MAX_MINUTES} "
+                             "minutes (the command line, mixingbuddy critique, takes any length).")
         report = critique_audio(audio, anchor, model, processor, stems, model_name=model_name)
     except (ValueError, OSError) as err:
-        message = str(err).replace(str(path), Path(path).name) if path else str(err)
-        return f"### Cannot critique this file\n\n{message}", [], None
+        if str(path) in str(err):  # the file is refused, not the stems or the anchor
+            discard_upload(path, upload_folder)
+        return f"### Cannot critique this file\n\n{str(err).replace(str(path), Path(path).name)}", [], None
     rows = [[format_time(w["start"]), format_time(w["end"]), window_advice(report, w)] for w in report["windows"]]
     rows += [[format_time(w["start"]), format_time(w["end"]), w["reason"]] for w in report["skipped"]]
     return report_markdown(report), sorted(rows), timeline_figure(report)
+
+
+def discard_upload(path: str, upload_folder: str | None) -> None:
+    """Delete the file `path`, and its folder once empty, if it lies inside `upload_folder`; a file elsewhere (a
+    user's own) is left alone."""
+    if upload_folder is None:
+        return
+    file, folder = Path(path).resolve(), Path(upload_folder).resolve()
+    if folder in file.parents and file.is_file():
+        file.unlink()
+        if file.parent != folder and not any(file.parent.iterdir()):
+            file.parent.rmdir()
 
 
 def build_app(model_dir: str, max_megabytes: float = MAX_MEGABYTES):
@@ -70,7 +86,8 @@ def build_app(model_dir: str, max_megabytes: float = MAX_MEGABYTES):
     model, processor = load_model(model_dir)
 
     def critique(path, anchor, stems, progress=gr.Progress(track_tqdm=True)):
-        return critique_upload(model, processor, model_dir, path, anchor, stems, max_megabytes)
+        shown = critique_upload(model, processor, model_dir, path, anchor, stems, max_megabytes, upload.GRADIO_CACHE)
+        return *shown, gr.update() if path is None or Path(path).exists() else None  # a deleted upload leaves the box
 
     with gr.Blocks(title="MixingBuddy") as page:
         gr.Markdown("# MixingBuddy\nUpload a mix; name the stem whose level is right (the anchor) and the stems you "
@@ -86,7 +103,7 @@ def build_app(model_dir: str, max_megabytes: float = MAX_MEGABYTES):
         timeline = gr.Plot(label="Timeline")
         windows = gr.Dataframe(headers=["start", "end", "advice"], label="Advice per window", elem_id="windows", wrap=True,
                                column_widths=["10%", "10%", "80%"])
-        button.click(critique, inputs=[upload, anchor, stems], outputs=[verdict, windows, timeline])
+        button.click(critique, inputs=[upload, anchor, stems], outputs=[verdict, windows, timeline, upload])
     return page
 
 

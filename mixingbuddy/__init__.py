@@ -7,17 +7,37 @@ The model itself is in the repository's Hub files (`configuration_`, `vocabulary
 ```python
 from mixingbuddy import MixingBuddyForConditionalGeneration, MixingBuddyProcessor, load_model, parse_advice
 ```
+
+Importing it also turns off, unless the environment already says otherwise, the usage reports the libraries send:
+every entry point (the `mixingbuddy` command, `train_sft.py`, `app.py`) imports it before them (`NETWORK_DEFAULTS`).
 """
 
 import importlib
 import importlib.resources
 import logging
+import os
 from pathlib import Path
 
 __version__ = "0.1.0"
 
 # bitsandbytes warns when it is imported on a CPU that an optional kernel package is missing: nothing a user can act on
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+# Read when huggingface_hub and gradio are imported or start; `export NAME=...` opts in (HF_HUB_DISABLE_TELEMETRY=0,
+# GRADIO_ANALYTICS_ENABLED=True). Downloads and uploads the user asks for (a Hub id, --push-to-hub) are not affected.
+NETWORK_DEFAULTS = {
+    "HF_HUB_DISABLE_TELEMETRY": "1",  # huggingface_hub's send_telemetry: TRL's trainers ping the Hub when made
+    "GRADIO_ANALYTICS_ENABLED": "False",  # Gradio's analytics and its version check on api.gradio.app
+}
+
+
+def network_defaults(environ=os.environ) -> None:
+    """Set each of `NETWORK_DEFAULTS` that `environ` does not set: no network call the user did not ask for."""
+    for name, value in NETWORK_DEFAULTS.items():
+        environ.setdefault(name, value)
+
+
+network_defaults()
 
 _EXPORTS = {
     "MixingBuddyConfig": "hub.configuration_mixingbuddy",

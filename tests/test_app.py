@@ -35,12 +35,19 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def upload_folder(tmp_path_factory) -> Path:
+    """Where the test server's Gradio keeps uploads (GRADIO_TEMP_DIR)."""
+    return tmp_path_factory.mktemp("uploads")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, upload_folder):
     """app.py on a free port with a tiny random checkpoint and an upload limit of 2 MB; yields its address."""
     model = save_tiny_checkpoint(tmp_path_factory.mktemp("app") / "model")
     port = free_port()
     command = [sys.executable, str(REPO / "app.py"), "--model", str(model), "--port", str(port), "--max-megabytes", "2"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "GRADIO_TEMP_DIR": str(upload_folder)})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -113,13 +120,15 @@ def test_a_file_that_is_not_audio_gets_a_readable_message(page, tmp_path):
 
 
 @needs_chromium
-def test_an_upload_over_the_size_limit_gets_a_readable_message(page, tmp_path):
+def test_an_upload_over_the_size_limit_gets_a_readable_message_and_is_deleted(page, tmp_path, upload_folder):
     big = tmp_path / "big.wav"
     sf.write(big, np.zeros((20 * 24000, 2), dtype=np.float32), 24000, subtype="FLOAT")  # 3.8 MB: over 2 MB
     critique_on_the_page(page, big, "vocals")
     page.wait_for_selector("#verdict :text('Cannot critique this file')", timeout=60_000)
     message = page.inner_text("#verdict")
     assert "big.wav is 3.8 MB; this page takes files of up to 2 MB" in message and "Traceback" not in message
+    assert not list(upload_folder.rglob("big.wav")) and big.exists()  # Gradio's copy is gone, the user's file kept
+    page.wait_for_selector(":text('Drop File Here')", timeout=10_000)  # and the upload box is empty again
     page.screenshot(path=str(ARTIFACTS / "too_large.png"), full_page=True)
 
 
@@ -211,5 +220,47 @@ def test_an_upload_longer_than_the_page_takes_is_refused(tmp_path):
     model, processor = build_tiny_model_and_processor()
     path = tmp_path / "long.wav"
     sf.write(path, np.zeros((21 * 60 * 8000, 1), dtype=np.int16), 8000, subtype="PCM_16")
-    markdown, _, _ = app.critique_upload(model, processor, "tiny", str(path), "vocals", None)
+    markdown, _, _ = app.critique_upload(model, processor, "tiny", str(path), "vocals", ["bass", "vocals"])
     assert "long.wav lasts 21:00; this page takes songs of up to 20 minutes" in markdown
+
+
+@pytest.mark.parametrize(("stems", "message"), [
+    ([], "### Cannot critique yet\n\nTick the stems in the mix, the anchor (vocals) among them."),
+    (["bass"], "### Cannot critique this file\n\nAnchor stem 'vocals' is not among the stems present ['bass']."),
+])
+def test_stems_that_cannot_be_used_get_a_message_and_no_critique(tmp_path, stems, message):
+    import app
+
+    path = tmp_path / "gradio" / "0123abcd" / "mix.wav"
+    path.parent.mkdir(parents=True)
+    sf.write(path, np.full((12 * 8000, 1), 0.1), 8000)
+    markdown, rows, figure = app.critique_upload(None, None, "tiny", str(path), "vocals", stems,
+                                                 upload_folder=str(tmp_path / "gradio"))  # no model: none is run
+    assert markdown == message and rows == [] and figure is None
+    assert path.exists()  # kept: the same upload is critiqued once the stems are ticked
+
+
+@pytest.mark.parametrize(("name", "max_megabytes", "message"), [
+    ("text.wav", 200, "Cannot read text.wav as audio"),
+    ("nan.wav", 200, "contains NaN or infinite samples"),
+    ("big.wav", 0.1, "big.wav is 1.2 MB; this page takes files of up to 0.1 MB"),
+])
+def test_a_rejected_upload_is_deleted_from_the_upload_folder_and_a_users_own_file_kept(tmp_path, name, max_megabytes,
+                                                                                         message):
+    import app
+
+    model, processor = build_tiny_model_and_processor()
+    make = {"big.wav": lambda p: sf.write(p, np.zeros((12 * 24000, 1), dtype=np.float32), 24000, subtype="FLOAT"),
+            **{bad: made for bad, (made, _) in INVALID_AUDIO.items()}}[name]
+    folder = tmp_path / "gradio"
+    uploaded, own = folder / "0123abcd" / name, tmp_path / "mine" / name
+    for path in (uploaded, own):
+        path.parent.mkdir(parents=True)
+        make(path)
+    (folder / "other").mkdir()
+    for path in (uploaded, own):
+        markdown, rows, figure = app.critique_upload(model, processor, "tiny", str(path), "vocals", ["bass", "vocals"],
+                                                     max_megabytes, upload_folder=str(folder))
+        assert markdown.startswith("### Cannot critique this file") and message in markdown
+    assert not uploaded.parent.exists() and (folder / "other").is_dir()  # the upload and its folder, nothing else
+    assert own.exists()
