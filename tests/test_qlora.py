@@ -15,6 +15,7 @@ import pytest
 import torch
 from helpers import make_clips, make_prompts, write_component_folders, write_song
 from peft import AutoPeftModelForCausalLM, get_peft_model
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM, AutoProcessor
 
 from dataset_builder import build_dataset
@@ -113,37 +114,48 @@ def test_a_qlora_result_names_its_base_and_loads_in_one_call_with_the_logits_it_
                  "--limit", "4", "--batch-size", "4", "--cache-dir", str(root / "cache")]) == 0
 
 
-def test_a_cpu_without_native_bfloat16_trains_in_float32(converted, corpus, monkeypatch, tmp_path):
-    """TRL casts a quantized model's trainable parameters to bfloat16; where the CPU would emulate bfloat16 (forced
-    here) they go back to float32, and the run trains and saves as usual."""
+class HalfMatmuls(TorchDispatchMode):
+    """Counts the matrix products, convolutions and attentions that run on bfloat16 or float16 tensors."""
+
+    OPS = {"mm", "addmm", "bmm", "baddbmm", "mv", "addmv", "convolution", "_scaled_dot_product_flash_attention_for_cpu"}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.__name__.split(".")[0] in self.OPS and any(
+            isinstance(a, torch.Tensor) and a.dtype in (torch.bfloat16, torch.float16) for a in args
+        ):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_cpu_without_native_bfloat16_multiplies_nothing_in_16_bits(converted, corpus, monkeypatch, tmp_path):
+    """Where the CPU would emulate bfloat16 (forced here), the paper's recipe with bf16 on — TRL's bfloat16 cast of the
+    trainable parameters, bf16 autocast, `--dtype bfloat16` at evaluation — runs every matrix product in float32."""
     monkeypatch.setenv("MIXINGBUDDY_CPU_HALF", "0")
     cpu_has_native.cache_clear()
+    with HalfMatmuls() as seen:
+        torch.ones(2, 2, dtype=torch.bfloat16) @ torch.ones(2, 2, dtype=torch.bfloat16)
+    assert seen.count == 1  # the counter sees a 16-bit product
+    out = tmp_path / "out"
     try:
-        trainer = run(qlora_argv(converted, corpus, "--output_dir", str(tmp_path / "out"), "--max_steps", "1"))
+        with HalfMatmuls() as seen:
+            trainer = run(["--config", str(REPO / "configs" / "paper.yaml"), "--model_name_or_path", str(converted),
+                           "--use_cpu", "true", "--bf16", "true", "--max_steps", "1", "--per_device_train_batch_size",
+                           "2", "--gradient_accumulation_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
+                           "--dataset_name", str(corpus / "dataset"), "--stem_cache_dir", str(corpus / "cache"),
+                           "--output_dir", str(out), "--disable_tqdm", "true", "--dataloader_num_workers", "0"])
+            assert main(["evaluate", "--model", str(out), "--dataset", str(corpus / "dataset"), "--out",
+                         str(tmp_path / "eval"), "--limit", "2", "--batch-size", "2", "--cache-dir",
+                         str(corpus / "cache"), "--dtype", "bfloat16"]) == 0
     finally:
         cpu_has_native.cache_clear()
+    assert seen.count == 0
     assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {torch.float32}
-    assert (tmp_path / "out" / "adapter_model.safetensors").exists()
 
 
-LOAD_WITHOUT_PEFT = textwrap.dedent(
-    """
-    import sys
-    sys.modules["peft"] = sys.modules["bitsandbytes"] = None  # neither may be needed
-    import numpy as np, torch
-    from transformers import AutoModelForCausalLM, AutoProcessor
-    folder, inputs_path, out = sys.argv[1:4]
-    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32).eval()
-    data = np.load(inputs_path)
-    inputs = processor(text=[str(p) for p in data["prompts"]], audio=list(data["clips"]), sampling_rate=24000)
-    with torch.no_grad():
-        np.save(out, model(**inputs).logits.numpy())
-    """
-)
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("bfloat16", 0.05)])
 def test_the_export_merges_into_a_folder_that_needs_neither_peft_nor_bitsandbytes(qlora_run, tmp_path, dtype, tolerance):
     """The merged float32 export computes what the adapter computes on its full-precision base (within 1e-4); the

@@ -379,7 +379,7 @@ def train_and_export(script_args, training_args, model_args, mb_args, dataset, s
     )
     if training_args.bf16 and model.device.type == "cpu" and compute_dtype(torch.bfloat16, "cpu") != torch.bfloat16:
         logger.warning("%s Training without bf16 autocast.", cpu_dtype_decision())
-        training_args.bf16 = False
+        training_args.bf16, training_args.mixed_precision = False, "no"  # the Trainer's accelerator reads the latter
     # already set up on the language model where it applies
     training_args.activation_checkpointing = training_args.gradient_checkpointing = False
 
