@@ -95,3 +95,12 @@ INVALID_AUDIO = {  # file name -> (how to make it, what the one-line error says)
     "missing.wav": (lambda p: None, "does not exist"),
     "folder.wav": (lambda p: p.mkdir(), "is a folder, not an audio file"),
 }
+
+
+def one_line_error(capsys, *fragments) -> str:
+    """The error the command printed: one line, the last on stderr (above it at most progress bars), no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    last = err.strip().splitlines()[-1]
+    assert "error:" in last and all(fragment in last for fragment in fragments), err
+    return last

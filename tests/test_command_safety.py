@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers import write_song
+from helpers import one_line_error, write_song
 
 from dataset_builder import build_dataset
 from mixingbuddy.cli import main
@@ -40,15 +40,6 @@ def no_model_load(monkeypatch):
 
     for module in ("mixingbuddy.critique", "mixingbuddy.evaluation.generation", "mixingbuddy.models.export"):
         monkeypatch.setattr(f"{module}.load_model", load_model)
-
-
-def one_line_error(capsys, *fragments) -> str:
-    """The error the command printed: one line, the last on stderr, no traceback."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("error:") == 1, err
-    last = err.strip().splitlines()[-1]
-    assert "error:" in last and all(fragment in last for fragment in fragments), err
-    return last
 
 
 def folder_bytes(folder: Path) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import write_song
+from helpers import one_line_error, write_song
 
 from dataset_builder import build_dataset
 from dataset_builder.examples import expanded_rows
@@ -40,15 +40,6 @@ def built(tmp_path_factory):
     build_dataset(corpus, root / "dataset", cache_dir=root / "cache")
     model = save_tiny_checkpoint(root / "model")
     return corpus, root / "dataset", root / "cache", model
-
-
-def one_line_error(capsys, *fragments) -> str:
-    """The error the command printed: one line, the last on stderr (above it at most progress bars), no traceback."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("error:") == 1, err
-    last = err.strip().splitlines()[-1]
-    assert "error:" in last and all(fragment in last for fragment in fragments), err
-    return last
 
 
 # 1. Overwrite only what the project wrote.
