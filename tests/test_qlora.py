@@ -156,6 +156,24 @@ def test_a_cpu_without_native_bfloat16_multiplies_nothing_in_16_bits(converted, 
     assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {torch.float32}
 
 
+LOAD_WITHOUT_PEFT = textwrap.dedent(
+    """
+    import sys
+    sys.modules["peft"] = sys.modules["bitsandbytes"] = None  # neither may be needed
+    import numpy as np, torch
+    from transformers import AutoModelForCausalLM, AutoProcessor
+    folder, inputs_path, out = sys.argv[1:4]
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32).eval()
+    data = np.load(inputs_path)
+    inputs = processor(text=[str(p) for p in data["prompts"]], audio=list(data["clips"]), sampling_rate=24000)
+    with torch.no_grad():
+        np.save(out, model(**inputs).logits.numpy())
+    """
+)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("bfloat16", 0.05)])
 def test_the_export_merges_into_a_folder_that_needs_neither_peft_nor_bitsandbytes(qlora_run, tmp_path, dtype, tolerance):
     """The merged float32 export computes what the adapter computes on its full-precision base (within 1e-4); the
