@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
     capabilities = torch.cpu.get_capabilities()
-    print(f"CPU: {capabilities.get('cpu_name', 'unknown')}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"kernels {torch.backends.cpu.get_cpu_capability()}")
+    print(f"CPU: {capabilities.get('cpu_name', 'unknown')}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, kernels {torch.backends.cpu.get_cpu_capability()}")
     baseline = matmul_ms(args.size, torch.float32, args.repeats)
     for dtype in DTYPES:
         ms = baseline if dtype == torch.float32 else matmul_ms(args.size, dtype, args.repeats)

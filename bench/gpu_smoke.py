@@ -1,10 +1,10 @@
 """The paper's path with no download, on the standard loading path: random-weight components in the real formats
-(MERT-v1-330M as HuBERT, Qwen2-7B-Instruct) → `mixingbuddy convert` → QLoRA training through `train_sft.py`'s code
-(NF4 `from_pretrained`, `SFTTrainer(peft_config=...)`) → the adapter saved and loaded → the merged export → the three
-decodings → the critique of a song. Prints one JSON summary with each stage's time and peak memory; exits with 1 when
-a check fails.
+(MERT-v1-330M as HuBERT, Qwen2-7B-Instruct) → `mixingbuddy convert` → QLoRA training through `train_sft.py`'s
+code (NF4 `from_pretrained`, `SFTTrainer(peft_config=...)`) → the adapter saved and loaded → the merged export →
+the three decodings → the critique of a song. Prints one JSON summary with each stage's time and peak memory;
+exits with 1 when a check fails.
 
-    .venv/bin/python bench/gpu_smoke.py                              # CUDA: paper shapes, full depth (~10 min on an H100)
+    .venv/bin/python bench/gpu_smoke.py                              # CUDA: paper shapes, full depth
     .venv/bin/python bench/gpu_smoke.py --paper-widths --layers 2    # any machine: the paper's widths, 2 layers each
     .venv/bin/python bench/gpu_smoke.py --tiny                       # CPU: tiny shapes (the test suite runs this)
 """
@@ -68,7 +68,8 @@ class Stages:
             torch.cuda.synchronize()
         self.report[name] = {"seconds": round(time.perf_counter() - started, 1), "rss_before_gb": rss_before,
                              "peak_rss_gb": resident_gb("VmHWM"),
-                             **({"peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)} if ON_CUDA else {})}
+                             **({"peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)} if ON_CUDA
+                                else {})}
 
 
 def resident_gb(field: str) -> float | None:
@@ -106,7 +107,8 @@ def write_components(root: Path, shapes: str, layers: int | None) -> tuple[Path,
         AutoModelForCausalLM.from_config(
             Qwen2Config(**text), dtype=torch.float32 if shapes == "tiny" else torch.bfloat16
         ).save_pretrained(root / "qwen")
-    Wav2Vec2FeatureExtractor(sampling_rate=24000, do_normalize=True, return_attention_mask=True).save_pretrained(root / "mert")
+    feature_extractor = Wav2Vec2FeatureExtractor(sampling_rate=24000, do_normalize=True, return_attention_mask=True)
+    feature_extractor.save_pretrained(root / "mert")
     tokenizer.save_pretrained(root / "qwen")
     return root / "mert", root / "qwen"
 
@@ -241,7 +243,8 @@ def decoding_speed(model, rows, collator: FlawedMixCollator, batch_size: int) ->
     results = {}
     for decoding in DECODINGS:
         started = time.perf_counter()
-        answers = [a for i in (0, batch_size) for a in generate_advice(model, collator, rows[i : i + batch_size], decoding)]
+        answers = [answer for start in (0, batch_size)
+                   for answer in generate_advice(model, collator, rows[start : start + batch_size], decoding)]
         results[decoding] = {"examples_per_second": round(len(answers) / (time.perf_counter() - started), 2),
                              "answers": len(answers)}
     return {**results, "ok": all(r["answers"] == 2 * batch_size for r in results.values())}

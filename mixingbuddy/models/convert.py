@@ -103,8 +103,9 @@ def convert(
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     feature_extractor = (
-        Wav2Vec2FeatureExtractor.from_pretrained(str(audio_encoder)) if hubert
-        else Wav2Vec2FeatureExtractor(sampling_rate=config.sampling_rate, do_normalize=True, return_attention_mask=False)
+        Wav2Vec2FeatureExtractor.from_pretrained(str(audio_encoder)) if hubert else Wav2Vec2FeatureExtractor(
+            sampling_rate=config.sampling_rate, do_normalize=True, return_attention_mask=False
+        )
     )
     processor = processor_for(config, feature_extractor, tokenizer)
     with atomic_folder(out_dir, overwrite=overwrite, kind=MODEL_KIND) as staging, quiet_progress(is_small(model)):
