@@ -8,7 +8,7 @@ Any field of TRL's `ScriptArguments`, `SFTConfig` and `ModelConfig` (quantizatio
 `mixingbuddy.training.run.MixingBuddyArguments` can be set in the YAML file or on the command line. When training
 ends, `output_dir` is what `mixingbuddy evaluate/critique --model` and `mixingbuddy.load_model` take as it is: the
 model in Hub layout (full fine-tuning; with LoRA the merged model, the adapter alone in `output_dir/adapter`), or for
-QLoRA the adapter with the record that rebuilds its base (`mixingbuddy export` merges it into a plain folder).
+QLoRA the adapter, which names its base like any peft adapter (`mixingbuddy export` merges it into a plain folder).
 
 `output_dir` must be new or empty, the folder of the checkpoint given to `--resume_from_checkpoint`, or with
 `--overwrite_output_dir` an earlier run's folder (its `.mixingbuddy.json` says training), which is then replaced whole;

@@ -33,13 +33,12 @@ def export_model(
     """
     if eval_dir is not None:
         check_eval_dir(Path(eval_dir))
-    inputs = {"model": model_dir, "base model": adapter_base(model_dir), "evaluation folder": eval_dir}
+    base = adapter_base(model_dir)
+    inputs = {"model": model_dir, "base model": base, "evaluation folder": eval_dir}
     protected = {name: path for name, path in inputs.items() if path is not None}
     out = check_output_folder(out_dir, overwrite, kind="model", protected=protected)  # before minutes of loading
     model, processor = load_model(str(model_dir), device=device, dtype=torch.float32)
-    base_models = ()
     if hasattr(model, "merge_and_unload"):
-        base_models = (model.peft_config["default"].base_model_name_or_path,)
         model = model.merge_and_unload()
     tower = model.model.audio_tower
     model.to(dtype)
@@ -51,7 +50,7 @@ def export_model(
     ):
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        write_model_card(staging, model.config, push_to_hub or str(out), eval_dir, base_models)
+        write_model_card(staging, model.config, push_to_hub or str(out), eval_dir, (base,) if base else ())
     if push_to_hub:
         push_folder_to_hub(out, push_to_hub)
     return out
