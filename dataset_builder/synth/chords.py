@@ -28,7 +28,10 @@ CHORD_RHYTHMS = {  # X strikes the chord (one note of it for arpeggios); - holds
     "offbeats": "..X-..X-..X-..X-",
     "syncopated": "X-.X-.X-..X-.X-.",
     "arpeggio": "X-X-X-X-X-X-X-X-",
+    "strum_eighths": "X-X-X-X-X-X-X-X-",
+    "strum_folk": "X---X-X---X-X-X-",
 }
+GUITAR_LOW_E, GUITAR_A = 40, 45  # MIDI pitches of the two lowest open strings
 ORGAN_HARMONICS = (1, 3, 2, 4, 6, 8, 10, 12, 16)  # drawbars 16', 5 1/3', 8', 4', 2 2/3', 2', 1 3/5', 1 1/3', 1'
 
 
@@ -69,39 +72,67 @@ def chord_voice(chords: dict, freq, amp, age, position: float, sample_rate: int)
     return pan(mono * amp, position)
 
 
-def render_other(plan: SongPlan, rng: np.random.Generator, num_samples: int, sample_rate: int) -> np.ndarray:
-    """Voice-led chords of the progression in one timbre and rhythm (strummed together, or arpeggiated)."""
-    grid, chords = plan.grid, plan.chords
-    last_bar = plan.sections[-1].end_bar
+def chord_voicings(plan: SongPlan, size: int) -> list[list[int]]:
+    """MIDI pitches of the chord of every bar (one bar past the song too), voice-led from bar to bar."""
     voicings, previous = [], None
-    for bar in range(last_bar + 1):
-        previous = voice_chord([(plan.tonic + t) % 12 for t in plan.chord_tones(bar, chords["size"])], previous)
+    for bar in range(plan.sections[-1].end_bar + 1):
+        previous = voice_chord([(plan.tonic + t) % 12 for t in plan.chord_tones(bar, size)], previous)
         voicings.append(previous)
-    voices = [[] for _ in range(chords["size"])]
-    onsets = []
-    rhythm = parse_steps(CHORD_RHYTHMS[chords["rhythm"]])
+    return voicings
+
+
+def barre_chord(root: int, third: int, fifth: int) -> list[int]:
+    """The strings of a barre chord on `root` (MIDI), its `third` and `fifth` in semitones above the root: the E shape
+    (six strings) for a root on the low E string, the A shape (five strings) for a root on the A string."""
+    strings = [root, root + fifth, root + 12, root + 12 + third, root + 12 + fifth, root + 24]
+    return strings if root < GUITAR_A else strings[:5]
+
+
+def guitar_voicings(plan: SongPlan) -> list[list[int]]:
+    """Barre chords of every bar (one bar past the song too), rooted between E2 and D#3."""
+    voicings = []
+    for bar in range(plan.sections[-1].end_bar + 1):
+        root, third, fifth = plan.chord_tones(bar)
+        low = GUITAR_LOW_E + (plan.tonic + root - GUITAR_LOW_E) % 12
+        voicings.append(barre_chord(low, third - root, fifth - root))
+    return voicings
+
+
+def chord_notes(plan: SongPlan, rng: np.random.Generator, rhythm: str, voicings: list[list[int]]) -> list[Note]:
+    """The chords where `other` plays, struck on the steps of `rhythm` (a CHORD_RHYTHMS name): every note of the bar's
+    voicing at once, or for "arpeggio" one note a step, rising, each held while the next ones play."""
+    grid, notes = plan.grid, []
+    pattern = parse_steps(CHORD_RHYTHMS[rhythm])
     for section in plan.sections:
         if "other" not in section.stems:
             continue
         for bar in range(section.start_bar, section.end_bar):
-            for hit, (step, length, _) in enumerate(rhythm):
+            voicing = voicings[bar]
+            for hit, (step, length, _) in enumerate(pattern):
                 start, velocity = grid.time(bar, step), rng.uniform(0.8, 1.0)
-                onsets.append(start)
-                if chords["rhythm"] == "arpeggio":
-                    voice = hit % chords["size"]
-                    voices[voice].append(
-                        Note(start, chords["size"] * length * grid.step_seconds, voicings[bar][voice], velocity)
-                    )
+                if rhythm == "arpeggio":
+                    voice = hit % len(voicing)
+                    seconds = len(voicing) * length * grid.step_seconds
+                    notes.append(Note(start, seconds, voicing[voice], velocity, voice))
                 else:
-                    for voice, pitch in enumerate(voicings[bar]):
-                        voices[voice].append(Note(start, length * grid.step_seconds, pitch, velocity))
-    if not onsets:
+                    seconds = length * grid.step_seconds
+                    notes.extend(Note(start, seconds, pitch, velocity, voice) for voice, pitch in enumerate(voicing))
+    return notes
+
+
+def render_other(plan: SongPlan, rng: np.random.Generator, num_samples: int, sample_rate: int) -> np.ndarray:
+    """Voice-led chords of the progression in one timbre and rhythm (strummed together, or arpeggiated)."""
+    chords = plan.chords
+    notes = chord_notes(plan, rng, chords["rhythm"], chord_voicings(plan, chords["size"]))
+    if not notes:
         return np.zeros((2, num_samples), dtype=np.float32)
+    voices = [[n for n in notes if n.voice == voice] for voice in range(chords["size"])]
+    onsets = [n.start for n in notes]
     spread = np.linspace(-chords["width"], chords["width"], chords["size"]) + plan.pans["other"]
     stereo = np.zeros((2, num_samples), dtype=np.float32)
-    for notes, position in zip(voices, spread):
+    for voice_notes, position in zip(voices, spread):
         freq, amp, age = note_tracks(
-            notes, num_samples, sample_rate, *(chords[k] for k in ("attack", "decay", "sustain", "release"))
+            voice_notes, num_samples, sample_rate, *(chords[k] for k in ("attack", "decay", "sustain", "release"))
         )
         stereo += chord_voice(chords, freq, amp, age, position, sample_rate)
     if chords["timbre"] == "pad":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import signal
 
@@ -92,11 +94,20 @@ def groove_hits(rng: np.random.Generator, groove: dict[str, str], kind: str, spa
     return hits
 
 
-def render_drums(plan: SongPlan, rng: np.random.Generator, num_samples: int, sample_rate: int) -> np.ndarray:
-    """Groove bars, a fill at the end of most sections, a crash at the start of most; each drum panned."""
-    kit = drum_kit(rng, sample_rate)
-    grid = plan.grid
-    tracks = {name: np.zeros(num_samples, dtype=np.float32) for name in kit}
+@dataclass(frozen=True)
+class DrumHit:
+    """One stroke of a kit piece."""
+
+    piece: str  # kick, snare, hat, open_hat, crash, tom_high, tom_mid or tom_low
+    start: float  # seconds
+    velocity: float
+    section: str  # the kind of section it is played in
+
+
+def drum_hits(plan: SongPlan, rng: np.random.Generator) -> list[DrumHit]:
+    """Groove bars, a fill at the end of most sections and a crash at the start of most, each hit a few ms early or
+    late."""
+    grid, hits = plan.grid, []
     for section in plan.sections:
         if "drums" not in section.stems:
             continue
@@ -105,19 +116,22 @@ def render_drums(plan: SongPlan, rng: np.random.Generator, num_samples: int, sam
         crash = rng.random() < 0.8
         for bar in range(section.start_bar, section.end_bar):
             last = bar == section.end_bar - 1
-            hits = groove_hits(rng, GROOVES[plan.groove], section.kind, sparse, 8 if fill and last else 16)
+            bar_hits = groove_hits(rng, GROOVES[plan.groove], section.kind, sparse, 8 if fill and last else 16)
             if fill and last:
-                hits += FILLS[fill]
+                bar_hits += FILLS[fill]
             if crash and bar == section.start_bar:
-                hits = [h for h in hits if not (h[0] == "hat" and h[1] == 0)] + [("crash", 0, 0.8)]
-            for instrument, step, velocity in hits:
-                add_at(
-                    tracks[instrument],
-                    kit[instrument],
-                    grid.time(bar, step) + rng.normal(0, 0.003),
-                    velocity,
-                    sample_rate,
-                )
+                bar_hits = [h for h in bar_hits if not (h[0] == "hat" and h[1] == 0)] + [("crash", 0, 0.8)]
+            for piece, step, velocity in bar_hits:
+                hits.append(DrumHit(piece, grid.time(bar, step) + rng.normal(0, 0.003), velocity, section.kind))
+    return hits
+
+
+def render_drums(plan: SongPlan, rng: np.random.Generator, num_samples: int, sample_rate: int) -> np.ndarray:
+    """Groove bars, a fill at the end of most sections, a crash at the start of most; each drum panned."""
+    kit = drum_kit(rng, sample_rate)
+    tracks = {name: np.zeros(num_samples, dtype=np.float32) for name in kit}
+    for hit in drum_hits(plan, rng):
+        add_at(tracks[hit.piece], kit[hit.piece], hit.start, hit.velocity, sample_rate)
     side = 1.0 if rng.random() < 0.5 else -1.0
     positions = {
         "kick": 0.0,

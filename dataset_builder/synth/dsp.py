@@ -17,6 +17,7 @@ class Note:
     length: float  # seconds, release included
     pitch: float  # MIDI
     velocity: float = 1.0
+    voice: int = 0  # which note of a chord voicing, from the lowest
 
 
 def midi_to_hz(pitch):

@@ -1,4 +1,5 @@
-"""The plan of a song: every random choice (harmony, groove, sounds, arrangement, levels), saved to corpus.json."""
+"""The plan of a song: every random choice (harmony, groove, sounds, arrangement, levels, GM instruments), saved to
+corpus.json."""
 
 from __future__ import annotations
 
@@ -106,6 +107,106 @@ CHORD_TIMBRE_RHYTHMS = {
 ORGAN_REGISTRATIONS = ("888000000", "808000000", "688600000", "838000004", "886400000")
 VOICE_CENTERS = {"tenor": (55, 60), "alto": (62, 67)}  # MIDI range of the melody's centre
 
+# General MIDI instruments of the sampled engine (`soundfont`): 0-based programs of bank 0 with their GM names, and
+# drum kits, the programs of bank 128 (GS kits, which FluidR3_GM has).
+GM_DRUM_BANK = 128
+GM_DRUM_KITS = {0: "Standard", 8: "Room", 16: "Power", 24: "Electronic", 25: "TR-808", 32: "Jazz", 40: "Brush"}
+GM_DRUM_KIT_WEIGHTS = (0.25, 0.2, 0.15, 0.1, 0.1, 0.1, 0.1)
+GM_BASSES = {
+    32: "Acoustic Bass",
+    33: "Electric Bass (finger)",
+    34: "Electric Bass (pick)",
+    35: "Fretless Bass",
+    36: "Slap Bass 1",
+    37: "Slap Bass 2",
+    38: "Synth Bass 1",
+    39: "Synth Bass 2",
+}
+GM_KEYS = {
+    0: "Acoustic Grand Piano",
+    1: "Bright Acoustic Piano",
+    2: "Electric Grand Piano",
+    3: "Honky-tonk Piano",
+    4: "Electric Piano 1",
+    5: "Electric Piano 2",
+    6: "Harpsichord",
+    7: "Clavi",
+}
+GM_ORGANS = {16: "Drawbar Organ", 17: "Percussive Organ", 18: "Rock Organ", 19: "Church Organ"}
+GM_GUITARS = {
+    24: "Acoustic Guitar (nylon)",
+    25: "Acoustic Guitar (steel)",
+    26: "Electric Guitar (jazz)",
+    27: "Electric Guitar (clean)",
+    28: "Electric Guitar (muted)",
+    29: "Overdriven Guitar",
+}
+GM_STRINGS = {48: "String Ensemble 1", 49: "String Ensemble 2", 50: "SynthStrings 1", 51: "SynthStrings 2"}
+GM_PADS = {
+    88: "Pad 1 (new age)",
+    89: "Pad 2 (warm)",
+    90: "Pad 3 (polysynth)",
+    91: "Pad 4 (choir)",
+    92: "Pad 5 (bowed)",
+    93: "Pad 6 (metallic)",
+    94: "Pad 7 (halo)",
+    95: "Pad 8 (sweep)",
+}
+GM_VOICES = {52: "Choir Aahs", 53: "Voice Oohs", 54: "Synth Voice", 85: "Lead 6 (voice)"}
+GM_LEADS = {
+    40: "Violin",
+    56: "Trumpet",
+    64: "Soprano Sax",
+    65: "Alto Sax",
+    66: "Tenor Sax",
+    67: "Baritone Sax",
+    68: "Oboe",
+    71: "Clarinet",
+    73: "Flute",
+    80: "Lead 1 (square)",
+    81: "Lead 2 (sawtooth)",
+}
+MELODY_RANGES = {  # MIDI range of each vocal stand-in; 32 semitones or more, so whole octaves fit a melody into it
+    **dict.fromkeys((52, 53), (43, 81)),
+    **dict.fromkeys((54, 85, 80, 81), (48, 88)),
+    40: (55, 91),
+    56: (52, 86),
+    64: (56, 88),
+    65: (49, 81),
+    66: (44, 76),
+    67: (36, 69),
+    68: (58, 91),
+    71: (50, 89),
+    73: (60, 96),
+}
+OTHER_FAMILIES = {  # the `other` stem's GM programs and the chords.CHORD_RHYTHMS each family plays
+    "keys": (GM_KEYS, ("quarters", "syncopated", "halves", "offbeats", "arpeggio")),
+    "organ": (GM_ORGANS, ("sustained", "offbeats", "halves")),
+    "guitar": (GM_GUITARS, ("strum_eighths", "strum_folk", "arpeggio")),
+    "strings": (GM_STRINGS, ("sustained", "halves")),
+    "pad": (GM_PADS, ("sustained", "halves")),
+}
+GM_DRUM_KEYS = {  # each kit piece's GM percussion keys (one drawn per song)
+    "kick": (36, 35),  # Bass Drum 1, Acoustic Bass Drum
+    "snare": (38, 40),  # Acoustic Snare, Electric Snare
+    "hat": (42,),  # Closed Hi-Hat
+    "open_hat": (46,),  # Open Hi-Hat
+    "crash": (49, 57),  # Crash Cymbal 1, 2
+    "tom_high": (50, 48),  # High Tom, Hi-Mid Tom
+    "tom_mid": (47, 45),  # Low-Mid Tom, Low Tom
+    "tom_low": (43, 41),  # High Floor Tom, Low Floor Tom
+    "ride": (51, 59),  # Ride Cymbal 1, 2: keeps time instead of the closed hat in some sections
+    "ride_bell": (53,),  # Ride Bell: instead of the open hat where the ride keeps time
+}
+RIDE_SECTIONS = {  # the section kinds where the ride keeps time (none, choruses, ..., all), with their weights
+    (): 0.55,
+    ("chorus",): 0.25,
+    ("chorus", "instrumental"): 0.1,
+    tuple(SECTION_STEMS): 0.1,
+}
+CHORD_VOICINGS = ("triad", "triad", "seventh")  # of `other` instruments other than guitars (they play barre chords)
+ARTICULATIONS = {"legato": (0.9, 1.0), "detached": (0.45, 0.75)}  # the fraction of its length a note is held
+
 ARTIST_WORDS = (
     "Velvet Paper Neon Silver Hollow Amber Midnight Copper Static Golden Lunar Crimson Quiet Electric Wild Glass "
     "Northern Broken Honey Iron".split(),
@@ -136,7 +237,7 @@ class Section:
 
 @dataclass
 class SongPlan:
-    """Everything drawn for one song: harmony, groove, sounds, arrangement, levels and panning."""
+    """Everything drawn for one song: harmony, groove, sounds, arrangement, levels, panning and GM instruments."""
 
     track: str
     split: str
@@ -154,6 +255,7 @@ class SongPlan:
     sections: list[Section]
     levels_db: dict[str, float]
     pans: dict[str, float]
+    instruments: dict  # the GM instruments and performance of each stem in the sampled engine (`soundfont`)
 
     @property
     def scale(self) -> tuple[int, ...]:
@@ -289,6 +391,73 @@ def plan_chord_sound(rng: np.random.Generator, timbre: str) -> dict:
     return sound
 
 
+def plan_performance(rng: np.random.Generator, articulated: bool = True) -> dict:
+    """How a stem is played: velocity scale and jitter, timing jitter (standard deviation, ms) and, unless it is
+    drums, an articulation and the fraction of each note's length it is held (its gate)."""
+    performance = {
+        "velocity_scale": uniform(rng, 0.55, 1.0),
+        "velocity_jitter": uniform(rng, 0.02, 0.1),
+        "timing_ms": uniform(rng, 2.0, 10.0),
+    }
+    if articulated:
+        articulation = pick(rng, list(ARTICULATIONS))
+        performance.update(articulation=articulation, gate=uniform(rng, *ARTICULATIONS[articulation]))
+    return performance
+
+
+def melody_transpose(center: int, low: int, high: int) -> int:
+    """Semitones (whole octaves) that move a melody around `center` (−9 … +12 semitones, choruses included) into the
+    range `low` … `high` (at least 32 semitones wide)."""
+    if center - 9 < low:
+        return 12 * math.ceil((low - center + 9) / 12)
+    return -12 * math.ceil(max(0, center + 12 - high) / 12)
+
+
+def plan_instruments(rng: np.random.Generator, voice_center: int) -> dict:
+    """Each stem's GM instrument (bank, program, GM name) and performance; the kit's keys and where a ride keeps time;
+    the `other` stem's family, rhythm, playing style and voicing; the vocal stand-in's family and transposition."""
+    kit = pick(rng, list(GM_DRUM_KITS), GM_DRUM_KIT_WEIGHTS)
+    drums = {
+        "bank": GM_DRUM_BANK,
+        "program": kit,
+        "name": GM_DRUM_KITS[kit],
+        "keys": {piece: pick(rng, keys) for piece, keys in GM_DRUM_KEYS.items()},
+        "ride_sections": list(pick(rng, RIDE_SECTIONS)),
+        **plan_performance(rng, articulated=False),
+    }
+    bass = pick(rng, list(GM_BASSES))
+    family = pick(rng, list(OTHER_FAMILIES))
+    programs, rhythms = OTHER_FAMILIES[family]
+    other, rhythm = pick(rng, list(programs)), pick(rng, rhythms)
+    style = "arpeggio" if rhythm == "arpeggio" else "strum" if rhythm.startswith("strum") else "block"
+    lead_family = pick(rng, ("voice", "lead"))
+    lead_programs = GM_VOICES if lead_family == "voice" else GM_LEADS
+    lead = pick(rng, list(lead_programs))
+    return {
+        "drums": drums,
+        "bass": {"bank": 0, "program": bass, "name": GM_BASSES[bass], **plan_performance(rng)},
+        "other": {
+            "bank": 0,
+            "program": other,
+            "name": programs[other],
+            "family": family,
+            "rhythm": rhythm,
+            "style": style,
+            "voicing": "barre" if family == "guitar" else pick(rng, CHORD_VOICINGS),
+            "strum_ms": uniform(rng, 6.0, 18.0) if style == "strum" else 0.0,  # between neighbouring strings
+            **plan_performance(rng),
+        },
+        "vocals": {
+            "bank": 0,
+            "program": lead,
+            "name": lead_programs[lead],
+            "family": lead_family,
+            "transpose": melody_transpose(voice_center, *MELODY_RANGES[lead]),
+            **plan_performance(rng),
+        },
+    }
+
+
 def plan_song(
     rng: np.random.Generator, track: str, split: str, seconds: float, level_spread_db: float = LEVEL_SPREAD_DB
 ) -> SongPlan:
@@ -335,6 +504,7 @@ def plan_song(
         "other": uniform(rng, -0.2, 0.2),
         "vocals": uniform(rng, -0.1, 0.1),
     }
+    instruments = plan_instruments(rng, voice["center"])  # drawn last: the procedural engine's draws come first
     return SongPlan(
         track,
         split,
@@ -352,4 +522,5 @@ def plan_song(
         sections,
         levels_db,
         pans,
+        instruments,
     )

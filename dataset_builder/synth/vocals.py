@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import signal
@@ -39,7 +39,7 @@ MELODY_MOVES = (-3, -2, -1, -1, -1, 0, 0, 1, 1, 1, 2, 3)  # in scale steps
 
 @dataclass(frozen=True)
 class SungNote:
-    step: int  # from the start of the progression cycle
+    step: int  # from the start of the progression cycle (of the song, in `vocal_melody`)
     length: int  # steps
     pitch: int
     vowels: tuple[str, str]  # the vowel moves from the first to the second over the note
@@ -106,36 +106,42 @@ def consonant_sample(rng: np.random.Generator, consonant: str, sample_rate: int)
     return (x / np.abs(x).max()).astype(np.float32)
 
 
+def vocal_melody(plan: SongPlan, rng: np.random.Generator) -> list[SungNote]:
+    """Every sung note of the song, `step` counted from its start: one melody per section kind, sung every cycle."""
+    melodies: dict[str, list[SungNote]] = {}
+    notes = []
+    for section in plan.sections:
+        if "vocals" not in section.stems:
+            continue
+        # A kind's first melody is kept; one is composed for every section all the same (its draws shape the song).
+        melody = melodies.setdefault(section.kind, compose_melody(rng, plan, section.kind))
+        for cycle_bar in range(section.start_bar, section.end_bar, plan.cycle_bars):
+            notes.extend(replace(note, step=16 * cycle_bar + note.step) for note in melody)
+    return notes
+
+
 def vocal_score(plan: SongPlan, rng: np.random.Generator, num_samples: int, sample_rate: int):
     """Per-sample MIDI pitch (NaN where nothing is sung), loudness, seconds since the note's onset and vowel
     index, and the consonants as (kind, onset in seconds, velocity)."""
     grid, sr = plan.grid, sample_rate
-    melodies: dict[str, list[SungNote]] = {}
     pitch = np.full(num_samples, np.nan)
     level = np.zeros(num_samples, dtype=np.float32)
     age = np.zeros(num_samples, dtype=np.float32)
     vowel = np.full(num_samples, -1, dtype=np.int8)
     consonants = []
-    for section in plan.sections:
-        if "vocals" not in section.stems:
+    for note in vocal_melody(plan, rng):
+        onset = grid.time(0, note.step)
+        start = round(onset * sr)
+        end = min(num_samples, round(grid.time(0, note.step + note.length) * sr))
+        if end <= start:
             continue
-        melody = melodies.setdefault(section.kind, compose_melody(rng, plan, section.kind))
-        for cycle_bar in range(section.start_bar, section.end_bar, plan.cycle_bars):
-            for note in melody:
-                onset = grid.time(cycle_bar, note.step)
-                start = round(onset * sr)
-                end = min(num_samples, round(grid.time(cycle_bar, note.step + note.length) * sr))
-                if end <= start:
-                    continue
-                pitch[start:end], level[start:end] = note.pitch, note.velocity
-                age[start:end] = np.arange(end - start) / sr
-                turn = start + int(0.6 * (end - start))
-                vowel[start:turn], vowel[turn:end] = (VOWEL_NAMES.index(v) for v in note.vowels)
-                if note.consonant:
-                    level[start : start + int(0.04 * sr)] *= 0.35
-                    consonants.append(
-                        (note.consonant, onset - (0.06 if note.consonant != "t" else 0.0), note.velocity)
-                    )
+        pitch[start:end], level[start:end] = note.pitch, note.velocity
+        age[start:end] = np.arange(end - start) / sr
+        turn = start + int(0.6 * (end - start))
+        vowel[start:turn], vowel[turn:end] = (VOWEL_NAMES.index(v) for v in note.vowels)
+        if note.consonant:
+            level[start : start + int(0.04 * sr)] *= 0.35
+            consonants.append((note.consonant, onset - (0.06 if note.consonant != "t" else 0.0), note.velocity))
     return pitch, level, age, vowel, consonants
 
 
