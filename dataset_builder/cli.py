@@ -19,7 +19,8 @@ def synth_stems(args: argparse.Namespace) -> int:
 
     synthesize_corpus(
         args.out, args.songs, args.seconds, args.seed, sample_rate=args.sample_rate, test_songs=args.test_songs,
-        level_spread_db=args.level_spread_db, channels=args.channels,
+        level_spread_db=args.level_spread_db, channels=args.channels, engine=args.engine,
+        mixing_chain=args.mixing_chain,
     )
     print(f"Wrote a synthetic MUSDB18HQ-layout corpus to {args.out}")
     return 0
@@ -65,6 +66,12 @@ def add_dataset_commands(commands) -> None:
                    help="2: stereo, as MUSDB18HQ; 1: mono (with --sample-rate 24000, read in place, without a stem cache)")
     p.add_argument("--level-spread-db", type=float, default=3.0,
                    help="each song draws each stem's level within ±this many dB of its nominal level (default: 3)")
+    p.add_argument("--engine", choices=("procedural", "soundfont", "both"), default="procedural",
+                   help="procedural: oscillators; soundfont: General MIDI instruments from a SoundFont (Debian's "
+                        "fluid-soundfont-gm, or MIXINGBUDDY_SOUNDFONT); both: alternate songs (default: procedural)")
+    p.add_argument("--mixing-chain", action=argparse.BooleanOptionalAction, default=True,
+                   help="pan, reverb, compress and EQ each stem and limit the mix bus, drawn from the song's seed "
+                        "(default: on)")
     p.set_defaults(func=synth_stems)
 
     p = commands.add_parser("build-dataset", help="build the flawed-mix data set (Parquet + card) from a stems folder")

@@ -93,8 +93,7 @@ def test_recorded_levels_match_the_audio_and_vary_across_songs(corpus, meta):
             playing = np.ones(len(audio), dtype=bool)
             for start, end in record["silent"][stem]:
                 playing[round(start * rate) : round(end * rate)] = False
-            expected = synth.NOMINAL_RMS_DBFS[stem] + record["levels_db"][stem] + record["song_gain_db"]
-            assert record["rms_dbfs"][stem] == pytest.approx(expected, abs=0.02)
+            assert_level_set_then_limited(record, stem)
             assert rms_dbfs(audio[playing]) == pytest.approx(record["rms_dbfs"][stem], abs=0.1)
     balances = [record["rms_dbfs"]["vocals"] - record["rms_dbfs"]["drums"] for record in meta["tracks"]]
     assert max(balances) - min(balances) > 0.5
@@ -134,8 +133,27 @@ def test_mono_corpus_at_24k_is_the_stereo_songs_downmix_with_their_levels(tmp_pa
         for start, end in record["silent"][stem]:
             playing[round(start * rate) : round(end * rate)] = False
         assert rms_dbfs(audio[playing]) == pytest.approx(record["rms_dbfs"][stem], abs=0.1)
-        expected = synth.NOMINAL_RMS_DBFS[stem] + record["levels_db"][stem] + record["song_gain_db"]
-        assert record["rms_dbfs"][stem] == pytest.approx(expected, abs=0.02)
+        assert_level_set_then_limited(record, stem)
+
+
+def assert_level_set_then_limited(record: dict, stem: str):
+    """A stem's recorded level is the level it was set to (nominal + the song's draw + the song gain), lowered by no
+    more than the bus limiter's reduction (exactly that level when the song has no limiter)."""
+    expected = synth.NOMINAL_RMS_DBFS[stem] + record["levels_db"][stem] + record["song_gain_db"]
+    bus = record["mixing"] and record["mixing"]["bus"]
+    reduction = bus["reduction_db"] if bus else 0.0
+    assert expected - reduction - 0.02 <= record["rms_dbfs"][stem] <= expected + 0.02
+
+
+def test_without_the_mixing_chain_levels_are_exactly_the_drawn_ones(tmp_path):
+    out = synthesize_corpus(tmp_path / "dry", 2, 10, SEED, mixing_chain=False, progress=False)
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["mixing_chain"] is False
+    for record in meta["tracks"]:
+        assert record["mixing"] is None
+        for stem in STEMS:
+            expected = synth.NOMINAL_RMS_DBFS[stem] + record["levels_db"][stem] + record["song_gain_db"]
+            assert record["rms_dbfs"][stem] == pytest.approx(expected, abs=0.02)
 
 
 @pytest.mark.parametrize(

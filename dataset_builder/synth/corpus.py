@@ -20,6 +20,7 @@ from .bass import render_bass
 from .chords import render_other
 from .drums import render_drums
 from .dsp import MIN_SAMPLE_RATE
+from .mixing import bus_limiter_gain, plan_mixing, process_stem
 from .plan import LEVEL_SPREAD_DB, NOTE_NAMES, Grid, SongPlan, plan_song, track_names
 from .vocals import render_vocals
 
@@ -37,35 +38,67 @@ def active_mask(plan: SongPlan, stem: str, num_samples: int, sample_rate: int) -
     return bars[np.minimum((np.arange(num_samples) / bar_samples).astype(np.int64), len(bars) - 1)]
 
 
+ENGINES = ("procedural", "soundfont", "both")  # "both": even-numbered songs procedural, odd ones sampled
+
+
+def stem_renderers(engine: str) -> dict:
+    """The stem renderers of `engine` ("procedural" or "soundfont"), each `(plan, rng, num_samples, sample_rate)` ->
+    float32 [2, samples]."""
+    if engine == "procedural":
+        return RENDERERS
+    from .soundfont import SOUNDFONT_RENDERERS
+
+    return SOUNDFONT_RENDERERS
+
+
+def song_engine(engine: str, index: int) -> str:
+    """The engine that renders song `index` of a corpus made with `engine`."""
+    return ("procedural", "soundfont")[index % 2] if engine == "both" else engine
+
+
 def render_song(
-    plan: SongPlan, seed_sequence: np.random.SeedSequence, num_samples: int, sample_rate: int, channels: int = 2
+    plan: SongPlan,
+    seed_sequence: np.random.SeedSequence,
+    num_samples: int,
+    sample_rate: int,
+    channels: int = 2,
+    engine: str = "procedural",
+    mixing: dict | None = None,
 ):
     """The four stems as int16 arrays [samples, channels] (stereo, or its mono downmix; their sum is the mixture), the
     song gain and the stem levels.
 
-    Each stem is scaled so its RMS where it plays is its nominal level plus the song's `levels_db`; then the whole
+    Each stem is rendered by `engine`, processed by its `mixing` chain (`mixing.plan_mixing`'s settings; None: no
+    processing), and scaled so its RMS where it plays is its nominal level plus the song's `levels_db`; then the
+    mix bus's limiter gain multiplies every stem alike (so the stems still sum to the limited mix), and the whole
     song is scaled down if the mixture or a stem would peak above −1 dBFS. The levels are those of the result
     (RMS in dBFS where the stem plays, before PCM rounding; None for a stem that never plays).
     """
     fade = np.minimum(1.0, (num_samples - np.arange(num_samples)) / (FADE_OUT_SECONDS * sample_rate)).astype(
         np.float32
     )
-    stems, masks = {}, {}
+    renderers, stems, masks = stem_renderers(engine), {}, {}
     for stem, rng in zip(STEMS, map(np.random.default_rng, seed_sequence.spawn(len(STEMS)))):
-        audio = RENDERERS[stem](plan, rng, num_samples, sample_rate) * fade  # [2, samples]
+        audio = renderers[stem](plan, rng, num_samples, sample_rate) * fade  # [2, samples]
+        if mixing is not None:
+            audio = process_stem(audio, mixing["stems"][stem], sample_rate)
         if channels == 1:
             audio = audio.mean(axis=0, keepdims=True)
         masks[stem] = active_mask(plan, stem, num_samples, sample_rate)
         rms = rms_where(audio, masks[stem])
         target = db_to_gain(NOMINAL_RMS_DBFS[stem] + plan.levels_db[stem])
         stems[stem] = audio * np.float32(target / rms) if rms > 0 else audio
+    if mixing is not None:
+        bus_gain = bus_limiter_gain(sum(stems.values()), sample_rate, mixing["bus"])  # [samples]
+        stems = {stem: audio * bus_gain for stem, audio in stems.items()}
     peak = max(np.abs(sum(stems.values())).max(), *(np.abs(x).max() for x in stems.values()))
     gain = min(1.0, PEAK_CEILING / max(peak, 1e-9))
     pcm = {stem: np.ascontiguousarray(np.rint(x.T * (gain * 32768.0)).astype(np.int16)) for stem, x in stems.items()}
-    levels = {
-        stem: round(NOMINAL_RMS_DBFS[stem] + plan.levels_db[stem] + gain_to_db(gain), 2) if masks[stem].any() else None
-        for stem in STEMS
-    }
+    if mixing is None:
+        levels = {stem: NOMINAL_RMS_DBFS[stem] + plan.levels_db[stem] + gain_to_db(gain) for stem in STEMS}
+    else:  # the limiter lowered the loud passages: measure
+        levels = {stem: gain_to_db(max(rms_where(stems[stem], masks[stem]), 1e-12) * gain) for stem in STEMS}
+    levels = {stem: round(level, 2) if masks[stem].any() else None for stem, level in levels.items()}
     return pcm, round(gain_to_db(gain), 2), levels
 
 
@@ -149,9 +182,16 @@ def synthesize_corpus(
     test_songs: int | None = None,
     level_spread_db: float = LEVEL_SPREAD_DB,
     channels: int = 2,
+    engine: str = "procedural",
+    mixing_chain: bool = True,
     progress: bool = True,
 ) -> pathlib.Path:
-    """Write a MUSDB18HQ-layout corpus of `songs` procedural songs of `seconds` each and return its folder.
+    """Write a MUSDB18HQ-layout corpus of `songs` synthetic songs of `seconds` each and return its folder.
+
+    `engine` plays the song plans with oscillators ("procedural"), with General MIDI instruments from a SoundFont
+    ("soundfont", see `soundfont.find_soundfont`) or alternately with each ("both"); with `mixing_chain`, every stem
+    goes through a panner, reverb, compressor and EQ and the mix through a bus limiter, each drawn from the song's
+    seed (`mixing.plan_mixing`), before the levels are set.
 
     Layout: `out_dir/{train,test}/<Artist - Title>/{bass,drums,other,vocals,mixture}.wav` (PCM_16 at `sample_rate`,
     stereo like MUSDB18HQ or, with `channels=1`, mono — at the model's 24 kHz, the form the stem cache reads in place;
@@ -165,6 +205,8 @@ def synthesize_corpus(
     Raises `ValueError` for a bad argument (naming it) and `FileExistsError` if `out_dir` exists and is not empty.
     """
     check_arguments(songs, seconds, seed, sample_rate, level_spread_db, channels)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     songs, seconds, seed, sample_rate = int(songs), float(seconds), int(seed), int(sample_rate)
     num_train, _ = split_sizes(songs, test_songs)
     out_dir = pathlib.Path(out_dir)
@@ -178,18 +220,25 @@ def synthesize_corpus(
         ):
             split = "train" if index < num_train else "test"
             song_seeds = np.random.SeedSequence([seed, index])
-            plan_seed, render_seed = song_seeds.spawn(2)
+            plan_seed, render_seed, mixing_seed = song_seeds.spawn(3)
             plan = plan_song(np.random.default_rng(plan_seed), track, split, seconds, level_spread_db)
-            pcm, song_gain_db, rms_dbfs = render_song(plan, render_seed, num_samples, sample_rate, channels)
+            mixing = plan_mixing(np.random.default_rng(mixing_seed)) if mixing_chain else None
+            pcm, song_gain_db, rms_dbfs = render_song(
+                plan, render_seed, num_samples, sample_rate, channels, song_engine(engine, index), mixing
+            )
             folder = staging / split / track
             folder.mkdir()
             for stem, audio in pcm.items():
                 sf.write(folder / f"{stem}.wav", audio, sample_rate, subtype="PCM_16")
             mixture = np.sum([x.astype(np.int32) for x in pcm.values()], axis=0).astype(np.int16)
             sf.write(folder / "mixture.wav", mixture, sample_rate, subtype="PCM_16")
-            records.append(describe(plan, seconds, song_gain_db, rms_dbfs))
+            records.append(
+                {**describe(plan, seconds, song_gain_db, rms_dbfs), "engine": song_engine(engine, index), "mixing": mixing}
+            )
         corpus = {
             "generator": "dataset_builder.synth",
+            "engine": engine,
+            "mixing_chain": mixing_chain,
             "seed": seed,
             "songs": songs,
             "seconds": seconds,
