@@ -7,11 +7,11 @@ from transformers import HubertConfig, Qwen2Config
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 try:  # the package mixingbuddy.hub, or transformers_modules.<folder> for a saved folder
-    from .vocabulary_mixingbuddy import AUDIO_TOKEN
+    from .vocabulary_mixingbuddy import AUDIO_INPUTS, AUDIO_TOKEN, num_audio_clips
 except ImportError:  # a top-level module, from a folder on sys.path: `import configuration_mixingbuddy`
     if __package__:
         raise
-    from vocabulary_mixingbuddy import AUDIO_TOKEN
+    from vocabulary_mixingbuddy import AUDIO_INPUTS, AUDIO_TOKEN, num_audio_clips
 
 # MERT-v1-330M: a HuBERT-large layout (stable layer norm, conv front-end with a total stride of 320 samples).
 MERT_V1_330M_AUDIO_CONFIG = {
@@ -72,10 +72,13 @@ class MixingBuddyConfig(PreTrainedConfig):
         projector_dropout (`float`): dropout of the projector (the training schedule moves it from 0.3 to 0.1).
         audio_pooling (`int`): average pooling factor in time; 1 keeps the encoder's 749 frames per 10 s,
             k gives ceil(749 / k) audio tokens.
+        audio_inputs (`"mix"`, `"mix+anchor"` or `"stems"`): the clips the model hears per prompt, each at its own
+            labelled placeholder, all through the same encoder and projector: the mix (the paper); the mix and the
+            anchor stem alone; or every stem, the anchor first, then the mix (see `vocabulary_mixingbuddy.audio_clips`).
         audio_token (`str`), audio_token_id (`int`): the placeholder expanded by the processor.
         aux_loss (`"norm"`, `"label"` or `None`): `"norm"` pulls the mean L2 norm of the audio tokens to the mean norm
             of the prompt's text-token embeddings (the squared log of their ratio); `"label"` trains a head on pooled
-            audio tokens to predict the (target stem, category) class.
+            audio tokens to predict the (target stem, category) class (each clip's time-averaged tokens side by side).
         aux_loss_weight (`float`): weight of the auxiliary loss in the total loss.
         num_advice_classes (`int`): classes of the `"label"` head (no_error + 3 stems × 4 flawed categories).
         freeze_audio_tower (`bool`): run the audio encoder frozen and without gradient.
@@ -98,6 +101,7 @@ class MixingBuddyConfig(PreTrainedConfig):
     projector_hidden_act: str = "gelu"
     projector_dropout: float = 0.3
     audio_pooling: int = 1
+    audio_inputs: str = "mix"
     audio_token: str = AUDIO_TOKEN
     audio_token_id: int = 151646
     aux_loss: str | None = "norm"
@@ -129,6 +133,11 @@ class MixingBuddyConfig(PreTrainedConfig):
             raise ValueError(f"audio_frontend must be one of {AUDIO_FRONTENDS}, got {self.audio_frontend!r}.")
         if self.audio_pooling < 1:
             raise ValueError(f"audio_pooling must be >= 1, got {self.audio_pooling}.")
+        if self.audio_inputs not in AUDIO_INPUTS:
+            raise ValueError(
+                f"audio_inputs must be one of {AUDIO_INPUTS} (the mix; the mix and the anchor stem; every stem and "
+                f"the mix), got {self.audio_inputs!r}."
+            )
 
     @property
     def num_audio_states(self) -> int:
@@ -155,6 +164,16 @@ class MixingBuddyConfig(PreTrainedConfig):
     def audio_tokens_per_clip(self) -> int:
         """Placeholder tokens a clip expands to (749 at pooling 1 for the paper model)."""
         return num_audio_tokens(self.clip_samples, *self.audio_frame_kernel_stride, self.audio_pooling)
+
+    @property
+    def num_audio_clips(self) -> int:
+        """Clips per prompt: 1 (`mix`), 2 (`mix+anchor`) or 5 (`stems`)."""
+        return num_audio_clips(self.audio_inputs)
+
+    @property
+    def audio_tokens_per_prompt(self) -> int:
+        """Placeholder tokens of a prompt's clips together."""
+        return self.num_audio_clips * self.audio_tokens_per_clip
 
 
 MixingBuddyConfig.register_for_auto_class()

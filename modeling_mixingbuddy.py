@@ -99,15 +99,18 @@ class MixingBuddyProjector(nn.Module):
 
 
 class MixingBuddyAdviceHead(nn.Module):
-    """Predicts the (target stem, category) class from the time-averaged audio tokens (the `"label"` auxiliary loss)."""
+    """Predicts the (target stem, category) class from the audio tokens (the `"label"` auxiliary loss): a linear layer
+    on each clip's time-averaged tokens side by side, in the prompt's fixed clip order. Side by side rather than
+    averaged over the clips, so that it can weigh one clip against another (the anchor's level against the mix's); an
+    average is the same whichever clip carries what."""
 
     def __init__(self, config: MixingBuddyConfig):
         super().__init__()
-        self.classifier = nn.Linear(config.text_config.hidden_size, config.num_advice_classes)
+        self.classifier = nn.Linear(config.num_audio_clips * config.text_config.hidden_size, config.num_advice_classes)
 
     def forward(self, audio_embeds: torch.Tensor) -> torch.Tensor:
-        # audio_embeds: [batch, tokens, text_dim] -> logits [batch, num_advice_classes]
-        return self.classifier(audio_embeds.mean(dim=1))
+        # audio_embeds: [batch, (clips,) tokens, text_dim] -> logits [batch, num_advice_classes]
+        return self.classifier(audio_embeds.mean(dim=-2).flatten(1))
 
 
 class MixingBuddyConvBlock(nn.Module):
@@ -143,11 +146,10 @@ class MixingBuddyLogMelEncoder(nn.Module):
         self.blocks = nn.ModuleList(MixingBuddyConvBlock(config.mel_hidden_size) for _ in range(config.mel_num_layers))
 
     def log_mel(self, input_values: torch.Tensor) -> torch.Tensor:
-        """[batch, samples] -> log-mel [batch, frames, num_mel_bins] (not standardised)."""
-        spec = torch.stft(
-            input_values.float(), self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True
-        )
-        power = spec.abs().pow(2).transpose(1, 2)  # [batch, frames, n_fft // 2 + 1]
+        """Clips [..., samples] -> log-mel [clips, frames, num_mel_bins], one row per clip (not standardised)."""
+        clips = input_values.reshape(-1, input_values.shape[-1]).float()  # [clips, samples]
+        spec = torch.stft(clips, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True)
+        power = spec.abs().pow(2).transpose(1, 2)  # [clips, frames, n_fft // 2 + 1]
         return torch.log(power @ self.mel_filters.T + 1e-6)
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
@@ -241,20 +243,47 @@ class MixingBuddyModel(MixingBuddyPreTrainedModel):
         return torch.stack((*outputs.hidden_states[:-1], outputs.last_hidden_state))
 
     def get_audio_features(self, input_values: torch.Tensor) -> torch.Tensor:
-        """Raw 24 kHz audio [batch, samples] -> audio tokens [batch, num_audio_tokens, text_dim]."""
+        """Raw 24 kHz clips [..., samples] ([batch, samples] or [batch, clips, samples]) -> audio tokens
+        [..., num_audio_tokens, text_dim]. Every clip goes through the tower and projector in one batch of clips."""
+        clips = input_values.reshape(-1, input_values.shape[-1])  # [total_clips, samples]
         tower_dtype = next(self.audio_tower.parameters()).dtype
-        mixed = self.layer_weights(self.audio_hidden_state_stack(input_values.to(tower_dtype)))
-        return self.projector(mixed.to(self.projector.output.weight.dtype))
+        mixed = self.layer_weights(self.audio_hidden_state_stack(clips.to(tower_dtype)))
+        tokens = self.projector(mixed.to(self.projector.output.weight.dtype))  # [total_clips, tokens, text_dim]
+        return tokens.reshape(*input_values.shape[:-1], *tokens.shape[1:])
+
+    def check_audio_clips(self, input_ids: torch.LongTensor, input_values: torch.Tensor) -> None:
+        """`input_values` holds `config.num_audio_clips` clips for each prompt of `input_ids`."""
+        if input_values.shape[0] != input_ids.shape[0]:
+            raise ValueError(
+                f"input_values holds audio for {input_values.shape[0]} prompts but input_ids has {input_ids.shape[0]}: "
+                "give [batch, samples] (one clip per prompt) or [batch, clips, samples]."
+            )
+        clips = input_values.shape[1] if input_values.dim() == 3 else 1
+        if clips != self.config.num_audio_clips:
+            raise ValueError(
+                f"This model hears {self.config.num_audio_clips} clip(s) per prompt (audio_inputs="
+                f"{self.config.audio_inputs!r}) but input_values holds {clips}: prepare the inputs with its processor."
+            )
 
     def get_placeholder_mask(self, input_ids: torch.LongTensor, audio_embeds: torch.Tensor) -> torch.Tensor:
-        """Positions of the audio placeholder; their count must equal the number of audio embeddings."""
+        """Positions of the audio placeholder; their count must equal the number of audio embeddings, prompt by prompt
+        (`audio_embeds`: [batch, (clips,) tokens, dim]; the clips fill a prompt's placeholders in order)."""
         mask = input_ids == self.config.audio_token_id
-        n_tokens, n_embeds = int(mask.sum()), audio_embeds.shape[0] * audio_embeds.shape[1]
+        clips, tokens = audio_embeds.shape[:-2].numel(), audio_embeds.shape[-2]
+        n_tokens, n_embeds = int(mask.sum()), clips * tokens
         if n_tokens != n_embeds:
             raise ValueError(
                 f"Audio placeholder count does not match the audio embeddings: the prompt has {n_tokens} "
                 f"{self.config.audio_token} tokens but the audio gives {n_embeds} embeddings "
-                f"({audio_embeds.shape[0]} clips × {audio_embeds.shape[1]})."
+                f"({clips} clips × {tokens})."
+            )
+        per_prompt = mask.sum(dim=1)  # [batch]
+        expected = n_embeds // input_ids.shape[0]
+        if (per_prompt != expected).any():
+            i = int((per_prompt != expected).nonzero()[0, 0])
+            raise ValueError(
+                f"Prompt {i} has {int(per_prompt[i])} {self.config.audio_token} tokens but its audio gives {expected} "
+                f"embeddings ({expected // tokens} clip(s) × {tokens}): one placeholder per clip of each prompt."
             )
         return mask
 
@@ -265,10 +294,11 @@ class MixingBuddyModel(MixingBuddyPreTrainedModel):
         scale: the squared log of their ratio. A plain squared difference would be (54 - 1)² ≈ 2,800 for a paper-sized
         projector at initialisation (token norms ≈ 54) against text embeddings of norm ≈ 1 and swamp the LM loss; the
         log ratio is ln(54)² ≈ 16 there, and it treats a norm twice as large and one half as large alike."""
-        # inputs_embeds: [batch, seq, dim] (before the merge), text_mask: [batch, seq], audio_embeds: [batch, tokens, dim]
+        # inputs_embeds: [batch, seq, dim] (before the merge), text_mask: [batch, seq],
+        # audio_embeds: [batch, (clips,) tokens, dim] (a prompt's clips together)
         text_norms = inputs_embeds.detach().float().norm(dim=-1)
         target = (text_norms * text_mask).sum(1) / text_mask.sum(1).clamp(min=1)
-        audio_norm = audio_embeds.float().norm(dim=-1).mean(dim=1)
+        audio_norm = audio_embeds.float().norm(dim=-1).flatten(1).mean(dim=1)
         return F.mse_loss(audio_norm.clamp(min=1e-6).log(), target.clamp(min=1e-6).log())
 
     def forward(
@@ -288,7 +318,8 @@ class MixingBuddyModel(MixingBuddyPreTrainedModel):
 
         audio_embeds = aux_loss = None
         if input_values is not None and input_ids is not None:
-            audio_embeds = self.get_audio_features(input_values)  # [batch, tokens, text_dim]
+            self.check_audio_clips(input_ids, input_values)
+            audio_embeds = self.get_audio_features(input_values)  # [batch, (clips,) tokens, text_dim]
             audio_mask = self.get_placeholder_mask(input_ids, audio_embeds)
             if self.config.aux_loss == "norm":
                 text_mask = ~audio_mask
@@ -370,8 +401,9 @@ class MixingBuddyForConditionalGeneration(MixingBuddyPreTrainedModel, Generation
         **kwargs,
     ) -> MixingBuddyCausalLMOutput:
         r"""
-        input_values (`torch.FloatTensor` of shape `(batch_size, num_samples)`):
-            Mono audio at `config.sampling_rate`, one fixed-length clip per prompt (see [`MixingBuddyProcessor`]).
+        input_values (`torch.FloatTensor` of shape `(batch_size, [num_clips,] num_samples)`):
+            Mono audio at `config.sampling_rate`: fixed-length clips, `config.num_audio_clips` per prompt, in the order
+            of the prompt's placeholders (see [`MixingBuddyProcessor`]).
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
             Response token ids; prompt, audio and padding positions are -100.
         advice_labels (`torch.LongTensor` of shape `(batch_size,)`):

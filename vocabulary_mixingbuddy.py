@@ -54,6 +54,51 @@ CATEGORIES = {
     )
 }
 
+# What the model hears (`MixingBuddyConfig.audio_inputs`): the clips of a prompt, each named by what it holds, the mix
+# (`MIX_CLIP`) or one stem. With several clips each placeholder follows a label: "Mix: ", "Reference (vocals): ",
+# "Bass: ".
+AUDIO_INPUTS = ("mix", "mix+anchor", "stems")
+MIX_CLIP = "mix"
+ANCHOR_CLIP = "anchor"  # another name for the reference stem's clip, where clips are given by name
+REFERENCE_LABEL = "Reference ({anchor})"
+_REFERENCE_LABEL = re.compile(r"Reference \((\w+)\)")
+
+
+def audio_clips(audio_inputs: str, anchor: str) -> list[str]:
+    """The clips a prompt carries under an `audio_inputs` setting, in order, each `MIX_CLIP` or a stem name.
+
+    - "mix" (the paper): the mix alone;
+    - "mix+anchor": the mix, then the anchor stem alone;
+    - "stems": the anchor, the other stems in `STEMS` order, then the mix. Every stem, so that every prompt of the
+      setting has the same clips in the same places (a stem that is absent or pauses is a silent clip); the mix last,
+      because the flaw to judge is the mix's and it shows what the stems do together (masking), at one more clip.
+    """
+    if audio_inputs not in AUDIO_INPUTS:
+        raise ValueError(f"audio_inputs must be one of {AUDIO_INPUTS}, got {audio_inputs!r}.")
+    if audio_inputs == "mix":
+        return [MIX_CLIP]
+    if audio_inputs == "mix+anchor":
+        return [MIX_CLIP, anchor]
+    return [anchor, *(stem for stem in STEMS if stem != anchor), MIX_CLIP]
+
+
+def num_audio_clips(audio_inputs: str) -> int:
+    """Clips per prompt under an `audio_inputs` setting: 1, 2 or 5."""
+    return len(audio_clips(audio_inputs, TARGET_STEMS[0]))
+
+
+def clip_label(clip: str, anchor: str) -> str:
+    """The label in front of a clip's placeholder: "Mix", "Reference (vocals)" for the anchor, "Bass"."""
+    return REFERENCE_LABEL.format(anchor=anchor) if clip == anchor else clip.capitalize()
+
+
+def read_clip_label(label: str) -> tuple[str, bool]:
+    """(clip, whether it is the reference) of a `clip_label`; a placeholder without a label holds the mix."""
+    if match := _REFERENCE_LABEL.fullmatch(label):
+        return match.group(1), True
+    return label.lower() or MIX_CLIP, False
+
+
 SYSTEM_PROMPT = (
     "You are MixingBuddy, an assistant for music mixing engineers. You listen to a mix and give "
     "precise, concise advice about the gain balance of its stems."
@@ -348,13 +393,17 @@ def parse_advice(text: str) -> Advice:
 
 __all__ = [
     "ADVICE_CLASSES",
+    "ANCHOR_CLIP",
+    "AUDIO_INPUTS",
     "AUDIO_TOKEN",
     "CATEGORIES",
     "DECISIONS",
     "END_OF_TURN",
     "FLAWED_CATEGORIES",
     "INSTRUCTION_TEMPLATES",
+    "MIX_CLIP",
     "REASONS",
+    "REFERENCE_LABEL",
     "REFERENCE_SENTENCE",
     "RESPONSE_TEMPLATES",
     "STEMS",
@@ -366,10 +415,14 @@ __all__ = [
     "advice_class",
     "advice_stems",
     "advice_validity",
+    "audio_clips",
+    "clip_label",
     "describe_stems",
     "format_instruction",
     "format_response",
+    "num_audio_clips",
     "parse_advice",
+    "read_clip_label",
     "reference_sentence",
     "valid_answers",
     "validate_stems",

@@ -41,15 +41,27 @@ def augment_mix(mix: np.ndarray, seed) -> np.ndarray:
 
     Returns float32, same shape. The same seed gives the same result.
     """
+    return augment_clips([mix], seed)[0]
+
+
+def augment_clips(clips, seed) -> list[np.ndarray]:
+    """`augment_mix` of the clips of one example (a mix and its stems) alike: one draw of the gain, SNR and DC offset
+    for all of them, and for each clip its own noise at that SNR below the clip's own level (none on a silent clip).
+    The first clip is augmented exactly as `augment_mix` augments it with the same seed."""
     rng = np.random.default_rng(seed)
     gain_db, snr_db, dc_offset = rng.uniform(-3, 3), rng.uniform(40, 60), rng.uniform(-0.005, 0.005)
-    mix = np.asarray(mix, dtype=np.float32)
-    flat = mix.reshape(-1)
     gain = db_to_gain(gain_db)
-    noise_rms = gain * np.sqrt(np.dot(flat, flat) / max(flat.size, 1)) / db_to_gain(snr_db)
-    noise = bank_noise(rng, flat.size)
-    out = np.empty_like(flat)
-    return scale_add_clip(flat, noise, np.float32(gain), np.float32(noise_rms), np.float32(dc_offset), out).reshape(mix.shape)
+    augmented = []
+    for clip in clips:
+        clip = np.asarray(clip, dtype=np.float32)
+        flat = clip.reshape(-1)
+        noise_rms = gain * np.sqrt(np.dot(flat, flat) / max(flat.size, 1)) / db_to_gain(snr_db)
+        noise = bank_noise(rng, flat.size)
+        out = scale_add_clip(
+            flat, noise, np.float32(gain), np.float32(noise_rms), np.float32(dc_offset), np.empty_like(flat)
+        )
+        augmented.append(out.reshape(clip.shape))
+    return augmented
 
 
 @numba.njit(cache=True, nogil=True)

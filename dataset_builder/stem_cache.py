@@ -21,7 +21,7 @@ import soundfile as sf
 import soxr
 
 from mixingbuddy.files import error_summary, write_file_atomic
-from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
+from mixingbuddy.hub.vocabulary_mixingbuddy import MIX_CLIP, STEMS
 
 from .corpus import CorpusError, Track, find_tracks
 from .levels import db_to_gain
@@ -152,12 +152,23 @@ class StemCache:
     def render(self, example) -> np.ndarray:
         """The flawed mix of a data-set row (in any form `as_row` reads), float32 [samples]: the stems present, the
         target scaled by 10^(gain/20)."""
+        return self.render_clips(example, (MIX_CLIP,))[0]
+
+    def render_clips(self, example, clips) -> list[np.ndarray]:
+        """Clips of a data-set row's flawed mix, float32 [samples] each: `MIX_CLIP` is the mix (`render`), a stem name
+        that stem as the mix holds it (the target scaled by its gain; silent when the row's stems leave it out), so
+        that the stems' clips add up to the mix."""
         row = as_row(example)
         present = row.get("stems_present") or STEMS
         weights = np.array([float(stem in present) for stem in STEMS], dtype=np.float32)  # [len(STEMS)]
         weights[STEMS.index(row["target_stem"])] *= np.float32(db_to_gain(row["gain_db"]))
+        weights /= np.float32(PCM_SCALE)
         stems = self.int16_chunk(row["track"], row["start_sec"], row["end_sec"])
-        return weighted_sum(stems, weights / np.float32(PCM_SCALE), np.empty(len(stems[0]), dtype=np.float32))
+        return [
+            weighted_sum(stems, weights, np.empty(len(stems[0]), dtype=np.float32)) if clip == MIX_CLIP
+            else stems[STEMS.index(clip)] * weights[STEMS.index(clip)]
+            for clip in clips
+        ]
 
     def _decode(self, track: Track) -> np.ndarray:
         track.validate()

@@ -47,13 +47,15 @@ def row_batches(rows: Sequence[dict], batch_size: int, desc: str):
 
 @torch.no_grad()
 def log_mel_statistics(rows: Sequence[dict], collator, log_mel, batch_size: int = 64) -> torch.Tensor:
-    """Clip-average log-mel statistics of the rows' rendered mixes as the model's front-end sees them: per mel bin, the
-    mean and the standard deviation over the clip's frames, [rows, 2 × num_mel_bins]."""
+    """Clip-average log-mel statistics of the rows' rendered clips (those the model hears: the mix, or several clips)
+    as the model's front-end sees them: per clip and mel bin, the mean and the standard deviation over the clip's
+    frames, each clip's statistics side by side in the prompt's clip order, [rows, clips × 2 × num_mel_bins]."""
     features = []
     for batch in row_batches(rows, batch_size, "log-mel statistics"):
-        values = collator(batch, labels=False)["input_values"]
-        frames = log_mel(values)  # [batch, frames, num_mel_bins]
-        features.append(torch.cat([frames.mean(1), frames.std(1)], dim=-1))
+        values = collator(batch, labels=False)["input_values"]  # [batch, (clips,) samples]
+        frames = log_mel(values.reshape(-1, values.shape[-1]))  # [batch × clips, frames, num_mel_bins]
+        statistics = torch.cat([frames.mean(1), frames.std(1)], dim=-1)  # [batch × clips, 2 × num_mel_bins]
+        features.append(statistics.reshape(len(batch), -1))
     return torch.cat(features)
 
 
@@ -127,7 +129,7 @@ def statistics_baselines(
 ) -> dict[int | None, tuple[dict, list[dict]]]:
     """Train a clip-statistics classifier per hidden size (None: linear) on `splits["train"]`, early-stopped on
     `splits["validation"]`, and score it on `splits["test"]`: {hidden size: (metrics, prediction records)}. Inputs:
-    `log_mel_statistics` (computed once) and the anchor one-hot."""
+    `log_mel_statistics` of the clips the collator renders (computed once) and the anchor one-hot."""
     data = {
         name: (torch.cat([log_mel_statistics(rows, collator, log_mel), anchor_one_hot(rows)], dim=-1), advice_labels(rows))
         for name, rows in splits.items()
@@ -144,7 +146,7 @@ def statistics_baselines(
 def train_advice_head(model, collator, rows: Sequence[dict], steps: int, learning_rate: float, batch_size: int = 16,
                       seed: int = 0):
     """Train the audio path (tower, layer mix, projector) and the advice head of a tiny `model` as a classifier alone,
-    without the language model: AdamW with cosine decay, `steps` batches of rendered (augmented) training mixes in a
+    without the language model: AdamW with cosine decay, `steps` batches of rendered (augmented) training clips in a
     seeded order, a new augmentation each epoch. Returns the model in eval mode."""
     inner = model.model
     modules = (inner.audio_tower, inner.layer_weights, inner.projector, model.advice_head)
@@ -170,7 +172,7 @@ def train_advice_head(model, collator, rows: Sequence[dict], steps: int, learnin
 
 @torch.no_grad()
 def advice_head_logits(model, collator, rows: Sequence[dict], batch_size: int = 64) -> torch.Tensor:
-    """[rows, len(ADVICE_CLASSES)] logits of a model's advice head on the rows' rendered mixes (no augmentation)."""
+    """[rows, len(ADVICE_CLASSES)] logits of a model's advice head on the rows' rendered clips (no augmentation)."""
     logits = []
     for batch in row_batches(rows, batch_size, "advice head"):
         logits.append(model.advice_head(model.model.get_audio_features(collator(batch, labels=False)["input_values"])))

@@ -22,13 +22,15 @@ MODEL_KIND = "model"  # the marker kind of a converted folder: `--overwrite` rep
 
 
 def processor_for(config: MixingBuddyConfig, feature_extractor, tokenizer) -> MixingBuddyProcessor:
-    """The processor that matches `config`: its audio token, clip length and audio tokens per clip."""
+    """The processor that matches `config`: its audio token, clip length, audio tokens per clip and clips per
+    prompt."""
     return MixingBuddyProcessor(
         feature_extractor,
         tokenizer,
         audio_tokens_per_clip=config.audio_tokens_per_clip,
         audio_token=config.audio_token,
         clip_seconds=config.clip_seconds,
+        audio_inputs=config.audio_inputs,
     )
 
 
@@ -61,10 +63,10 @@ def convert(
     **config_kwargs,
 ) -> Path:
     """Write an untrained MixingBuddy folder to `out_dir`: the config (`config_kwargs` are [`MixingBuddyConfig`] fields,
-    e.g. `audio_pooling`, `aux_loss`), the processor (the language model's tokenizer with the audio token added once,
-    MERT's feature extractor), the audio tower's and language model's weights as they are stored, the layer weights,
-    projector and heads initialised from `seed`, in sharded safetensors, with the four Hub files. With
-    `audio_frontend="log_mel"` the light front-end is initialised too and `audio_encoder` is not read. With
+    e.g. `audio_pooling`, `aux_loss`, `audio_inputs`), the processor (the language model's tokenizer with the audio
+    token added once, MERT's feature extractor), the audio tower's and language model's weights as they are stored,
+    the layer weights, projector and heads initialised from `seed`, in sharded safetensors, with the four Hub files.
+    With `audio_frontend="log_mel"` the light front-end is initialised too and `audio_encoder` is not read. With
     `push_to_hub`, the folder is also uploaded to that Hub model repository."""
     from transformers import AutoTokenizer, Qwen2ForCausalLM, Wav2Vec2FeatureExtractor
 

@@ -1,4 +1,4 @@
-"""Rows of the flawed-mix data set → model inputs, the flawed mixes rendered on the fly from the stem cache."""
+"""Rows of the flawed-mix data set → model inputs, their clips rendered on the fly from the stem cache."""
 
 from __future__ import annotations
 
@@ -7,22 +7,26 @@ import copy
 import numpy as np
 import torch
 
-from dataset_builder import StemCache, augment_mix
+from dataset_builder import StemCache
+from dataset_builder.augment import augment_clips
 from dataset_builder.rows import as_row
 from dataset_builder.seeding import keyed_rng
 
 from ..hub.processing_mixingbuddy import make_conversation
-from ..hub.vocabulary_mixingbuddy import advice_class
+from ..hub.vocabulary_mixingbuddy import MIX_CLIP, advice_class, audio_clips
 
 
 class FlawedMixCollator:
     """Rows of the flawed-mix data set (in any form `as_row` reads) -> model inputs.
 
-    Each row's flawed mix is rendered from the stem cache (stems summed, the target scaled by its gain). Training
-    collators also augment it and, with `fresh_gains`, replace the row's gain by a new one drawn uniformly within its
-    category's range, so every pass over the data hears every chunk at new levels; both draws use a seed derived from
-    (seed, uid, epoch), so that a run is reproducible whatever the order, the number of workers or a resume. Prompt,
-    audio and padding positions of `labels` are -100.
+    Each row's clips — those the processor's `audio_inputs` names (`audio_clips`): the flawed mix, and in the other
+    settings the anchor stem or every stem — are rendered from the stem cache: stems summed, the target scaled by its
+    gain in every clip that holds it. The prompt is the row's instruction after the clips' labelled placeholders.
+    Training collators also augment the clips (one gain, SNR and DC offset per example, noise per clip) and, with
+    `fresh_gains`, replace the row's gain by a new one drawn uniformly within its category's range, so every pass over
+    the data hears every chunk at new levels; both draws use a seed derived from (seed, uid, epoch), so that a run is
+    reproducible whatever the order, the number of workers or a resume. Prompt, audio and padding positions of
+    `labels` are -100.
     """
 
     def __init__(
@@ -34,7 +38,7 @@ class FlawedMixCollator:
         self.fresh_gains = fresh_gains
         self.seed = seed
         self.epoch = 0
-        self._prompts: dict[str, str] = {}
+        self._prompts: dict[tuple[str, str], str] = {}
 
     def eval_copy(self) -> FlawedMixCollator:
         """The same collator (sharing its stem cache and prompts) without augmentation, for evaluation."""
@@ -42,29 +46,40 @@ class FlawedMixCollator:
         other.augment = other.fresh_gains = False
         return other
 
-    def prompt(self, instruction: str) -> str:
-        """The chat prompt for an instruction (rendered once per distinct instruction)."""
-        if instruction not in self._prompts:
-            conversation = make_conversation(instruction)
-            self._prompts[instruction] = self.processor.apply_chat_template(conversation, add_generation_prompt=True)
-        return self._prompts[instruction]
+    def prompt(self, instruction: str, anchor: str) -> str:
+        """The chat prompt for an instruction and its anchor (rendered once per distinct pair)."""
+        if (instruction, anchor) not in self._prompts:
+            conversation = make_conversation(instruction, clip_labels=self.processor.clip_labels(anchor))
+            self._prompts[instruction, anchor] = self.processor.apply_chat_template(
+                conversation, add_generation_prompt=True
+            )
+        return self._prompts[instruction, anchor]
 
-    def render(self, row: dict) -> np.ndarray:
+    def clip_names(self, row: dict) -> list[str]:
+        """The clips the model hears for a row, in the prompt's order (`audio_clips`)."""
+        return audio_clips(self.processor.audio_inputs, row["anchor_stem"])
+
+    def render_clips(self, row: dict) -> list[np.ndarray]:
+        """The row's clips (`clip_names`), float32 [samples] each, augmented alike when training."""
         if not (self.augment or self.fresh_gains):
-            return self.cache.render(row)
+            return self.cache.render_clips(row, self.clip_names(row))
         rng = keyed_rng(self.seed, row["uid"], self.epoch)
         if self.fresh_gains:
             row = {**row, "gain_db": float(rng.uniform(row["min_gain_db"], row["max_gain_db"]))}
-        mix = self.cache.render(row)
-        return augment_mix(mix, seed=rng) if self.augment else mix
+        clips = self.cache.render_clips(row, self.clip_names(row))
+        return augment_clips(clips, seed=rng) if self.augment else clips
+
+    def render(self, row: dict) -> np.ndarray:
+        """The row's flawed mix as the model hears it (augmented like the row's other clips)."""
+        return self.render_clips(row)[self.clip_names(row).index(MIX_CLIP)]
 
     def __call__(self, rows, labels: bool = True):
-        """Model inputs for a batch of rows: prompts and rendered mixes; with `labels`, also the responses (`labels`)
+        """Model inputs for a batch of rows: prompts and rendered clips; with `labels`, also the responses (`labels`)
         and their advice classes (`advice_labels`, for the `"label"` auxiliary loss)."""
         rows = [as_row(row) for row in rows]
         batch = self.processor(
-            text=[self.prompt(row["instruction"]) for row in rows],
-            audio=[self.render(row) for row in rows],
+            text=[self.prompt(row["instruction"], row["anchor_stem"]) for row in rows],
+            audio=[self.render_clips(row) for row in rows],
             sampling_rate=self.processor.sampling_rate,
             responses=[row["response"] for row in rows] if labels else None,
         )

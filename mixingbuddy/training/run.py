@@ -29,7 +29,8 @@ from .log_mel import fit_log_mel_statistics
 from .trainer import MixingBuddySFTTrainer
 
 
-ARCHITECTURE_FIELDS = ("audio_frontend", "audio_pooling", "mel_hop_length", "aux_loss")  # fixed when a model is made
+# The config fields fixed when a model is made: a model folder's own, a different value is refused
+ARCHITECTURE_FIELDS = ("audio_frontend", "audio_pooling", "mel_hop_length", "aux_loss", "audio_inputs")
 logger = logging.getLogger(__name__)
 
 
@@ -38,8 +39,8 @@ class MixingBuddyArguments:
     """Where the audio comes from, and the MixingBuddy settings of the model (`ModelConfig.model_name_or_path`: a folder
     `mixingbuddy convert` or `tiny-checkpoint` wrote, a Hub id of one, or with `tiny` a tiny model built in memory).
 
-    The architecture (`audio_frontend`, `audio_pooling`, `mel_hop_length`, `aux_loss`) is the model folder's: unset,
-    it is taken from there, and a different value is refused (convert again). `aux_loss_weight` and
+    The architecture (`audio_frontend`, `audio_pooling`, `mel_hop_length`, `aux_loss`, `audio_inputs`) is the model
+    folder's: unset, it is taken from there, and a different value is refused (convert again). `aux_loss_weight` and
     `projector_dropout` only change how the model trains.
     """
 
@@ -58,6 +59,10 @@ class MixingBuddyArguments:
     audio_pooling: int | None = None
     mel_hop_length: int | None = field(default=None, metadata={"help": "Hop of the log-mel front-end (samples at 24 kHz)."})
     aux_loss: str | None = field(default=None, metadata={"help": "'norm', 'label' or 'none'."})
+    audio_inputs: str | None = field(
+        default=None,
+        metadata={"help": "The clips the model hears: 'mix' (the paper), 'mix+anchor' or 'stems' (each stem, mix)."},
+    )
     aux_loss_weight: float | None = None
     projector_dropout: float = 0.3
     projector_dropout_after_plateau: float = 0.1
