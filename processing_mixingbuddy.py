@@ -53,6 +53,12 @@ except ImportError:  # a top-level module, from a folder on sys.path: `from proc
     )
 
 
+def downmix(audio: np.ndarray, channel_axis: int) -> np.ndarray:
+    """The mean of `audio`'s channels along `channel_axis`: the one place where stereo becomes the mono the model hears
+    (MERT's input is mono) — for the processor, the stem cache and the synthetic corpus's mono form alike."""
+    return audio.mean(axis=channel_axis)
+
+
 def make_conversation(instruction: str, response: str | None = None, clip_labels=None) -> list[dict]:
     """A user turn holding the audio and `instruction`, followed by the assistant's `response` when given. The audio is
     one unlabelled item, or with `clip_labels` one labelled item per clip ("Mix", "Reference (vocals)", ...)."""
@@ -165,7 +171,7 @@ class MixingBuddyProcessor(ProcessorMixin):
         if not np.isfinite(array).all():
             raise ValueError(f"{subject} contains NaN or infinite samples.")
         if array.ndim == 2:  # the shorter axis holds the channels
-            array = array.mean(axis=0 if array.shape[0] <= array.shape[1] else 1)
+            array = downmix(array, 0 if array.shape[0] <= array.shape[1] else 1)
         if array.shape[0] < sampling_rate:
             raise ValueError(
                 f"{subject} is too short: {array.shape[0] / sampling_rate:.2f} s at {sampling_rate} Hz; at least 1 s "

@@ -21,6 +21,7 @@ import soundfile as sf
 import soxr
 
 from mixingbuddy.files import error_summary, write_file_atomic
+from mixingbuddy.hub.processing_mixingbuddy import downmix
 from mixingbuddy.hub.vocabulary_mixingbuddy import MIX_CLIP, STEMS
 
 from .corpus import CorpusError, Track, find_tracks
@@ -46,7 +47,7 @@ def stem_cache_dir(stems_dir: str | Path, cache_dir: str | Path | None = None) -
 
 def to_mono(audio: np.ndarray, rate: int, sampling_rate: int) -> np.ndarray:
     """[frames, channels] audio at `rate` -> float32 mono [samples] at `sampling_rate` (soxr HQ)."""
-    mono = audio.mean(axis=1)
+    mono = downmix(audio, channel_axis=1)
     if rate != sampling_rate:
         mono = soxr.resample(mono, rate, sampling_rate, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)

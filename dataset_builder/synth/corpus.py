@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from dataset_builder.levels import db_to_gain, gain_to_db
 from mixingbuddy.files import atomic_folder
+from mixingbuddy.hub.processing_mixingbuddy import downmix
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
 from .bass import render_bass
@@ -83,7 +84,7 @@ def render_song(
         if mixing is not None:
             audio = process_stem(audio, mixing["stems"][stem], sample_rate)
         if channels == 1:
-            audio = audio.mean(axis=0, keepdims=True)
+            audio = downmix(audio, channel_axis=0)[None]
         masks[stem] = active_mask(plan, stem, num_samples, sample_rate)
         rms = rms_where(audio, masks[stem])
         target = db_to_gain(NOMINAL_RMS_DBFS[stem] + plan.levels_db[stem])
