@@ -46,7 +46,7 @@ from ablations import train_variant  # noqa: E402
 TEST_ENGINES = ("procedural", "soundfont")
 
 
-def prepare_corpus(folder: Path, engine: str, songs: int, seconds: float) -> Path:
+def prepare_corpus(folder: Path, engine: str, songs: int = DEMO_SONGS, seconds: float = DEMO_SECONDS) -> Path:
     """`folder/{corpus,dataset,cache}` of the demo's settings played by `engine` (made once)."""
     from dataset_builder import build_dataset
     from dataset_builder.synth import synthesize_corpus
@@ -65,14 +65,14 @@ def test_rows(folder: Path, limit: int | None) -> list[dict]:
 
 
 class ProbeFeatures:
-    """The log-mel statistics probe's inputs (clip statistics + anchor one-hot, advice class) of a corpus's split,
-    computed once and shared by every seed."""
+    """The log-mel statistics probe's inputs (each clip's statistics side by side + anchor one-hot, advice class) of a
+    corpus's split, computed once and shared by every seed."""
 
-    def __init__(self, folders: dict[str, Path], limit: int | None):
+    def __init__(self, folders: dict[str, Path], limit: int | None, audio_inputs: str = "mix"):
         recipe = yaml.safe_load(config_file("tiny.yaml").read_text())
         model, self.processor = build_tiny_model_and_processor(
             text_hidden_size=recipe["tiny_text_hidden_size"], audio_frontend="log_mel",
-            audio_pooling=recipe["audio_pooling"], mel_hop_length=recipe["mel_hop_length"])
+            audio_pooling=recipe["audio_pooling"], mel_hop_length=recipe["mel_hop_length"], audio_inputs=audio_inputs)
         self.log_mel = model.model.audio_tower.log_mel  # fixed (untrained) mel filter bank: no seed dependence
         self.folders, self.limit, self.cache = folders, limit, {}
 
@@ -91,12 +91,12 @@ class ProbeFeatures:
         return self.cache[engine, split]
 
 
-def probe_results(features: ProbeFeatures, train: str, seed: int) -> dict[str, dict]:
+def probe_results(features: ProbeFeatures, train: str, seed: int, tests=TEST_ENGINES) -> dict[str, dict]:
     """The log-mel statistics MLP trained on `train`'s corpus with `seed`: {test engine: metrics}."""
     probe = fit_statistics_classifier(features(train, "train"), features(train, "validation"), seed=seed)
     with torch.no_grad():
         return {engine: score_classifier(features.rows(engine, "test"), probe(features(engine, "test")[0]))[0]
-                for engine in TEST_ENGINES}
+                for engine in tests}
 
 
 def cell(metrics: dict) -> dict:

@@ -1,0 +1,144 @@
+"""Which input should the model hear: the mix (the paper's), the mix and the anchor stem, or every stem?
+
+For each `audio_inputs` setting and seed, the demo's recipe (`configs/tiny.yaml` with that setting) is trained on the
+demo's corpus (`bench/generalisation.py`'s "both" corpus: the demo's songs, settings and seed) and scored with ranked
+and greedy decoding on its test rows — joint accuracy, per category (balanced = `no_error`) and per target stem — and,
+for transfer across timbres, on the test rows of the procedural and the soundfont corpus (the same held-out
+compositions played by one engine). The log-mel statistics MLP is given the same clips (each clip's statistics side
+by side). Tokens per example and training seconds per step are recorded per setting.
+
+Writes `OUT/audio_inputs.json`, `.md` (per seed, and mean ± spread) and `.png`; resumes from the JSON.
+
+    .venv/bin/python bench/audio_inputs.py [--out bench_out/audio_inputs] [--corpora bench_out/generalisation]
+        [--steps 2000] [--seeds 0 1 2] [--limit ROWS] [--settings mix mix+anchor stems]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import yaml
+
+from generalisation import TEST_ENGINES, ProbeFeatures, prepare_corpus, probe_results, train_variant
+from mixingbuddy import config_file
+from mixingbuddy.evaluation.generation import evaluate_split
+from mixingbuddy.files import write_file_atomic
+from mixingbuddy.hub.configuration_mixingbuddy import MixingBuddyConfig
+from mixingbuddy.hub.vocabulary_mixingbuddy import AUDIO_INPUTS
+
+DEMO_CORPUS = "both"
+CATEGORIES = ("very_quiet", "quiet", "no_error", "loud", "very_loud")
+TARGETS = ("bass", "drums", "vocals")
+
+
+def audio_tokens(setting: str) -> int:
+    recipe = yaml.safe_load(config_file("tiny.yaml").read_text())
+    return MixingBuddyConfig(audio_frontend="log_mel", mel_hop_length=recipe["mel_hop_length"],
+                             audio_pooling=recipe["audio_pooling"], audio_inputs=setting).audio_tokens_per_prompt
+
+
+def result(metrics: dict[str, dict]) -> dict:
+    """Joint accuracy on the demo corpus's rows, per category and target stem, and on each engine's rows."""
+    demo = metrics[DEMO_CORPUS]
+    return {"joint": demo["overall"]["joint_accuracy"], "n": demo["overall"]["n"],
+            **{c: demo["by_category"][c]["joint_accuracy"] for c in CATEGORIES},
+            **{t: demo["by_stem"][t]["joint_accuracy"] for t in TARGETS},
+            **{f"{e} joint": metrics[e]["overall"]["joint_accuracy"] for e in TEST_ENGINES}}
+
+
+COLUMNS = ("joint", *CATEGORIES, *TARGETS, *(f"{e} joint" for e in TEST_ENGINES))
+
+
+def markdown(rows: list[dict]) -> str:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["setting"], r["decoding"]), []).append(r)
+    lines = ["| model | input | decoding | seeds | tokens | s/step | " + " | ".join(COLUMNS) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(COLUMNS)]
+    for (model, setting, decoding), group in groups.items():
+        def spread(key):
+            values = [g[key] for g in group]
+            mean = statistics.mean(values)
+            return f"{mean:.1%} ± {statistics.stdev(values):.1%}" if len(values) > 1 else f"{mean:.1%}"
+
+        speed = group[0].get("seconds_per_step")
+        lines.append(f"| {model} | {setting} | {decoding} | {len(group)} | {group[0]['tokens']} | "
+                     f"{'—' if speed is None else f'{statistics.mean(g['seconds_per_step'] for g in group):.2f}'} | "
+                     + " | ".join(spread(c) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    shown = [("joint", "demo corpus, joint"), ("no_error", "balanced mixes"),
+             *((f"{e} joint", f"{e} test songs") for e in TEST_ENGINES)]
+    kinds = [(m, d) for m, d in (("demo LM", "ranked"), ("log-mel MLP", "classifier"))]
+    width = 0.8 / len(shown)
+    for k, (key, label) in enumerate(shown):
+        for x, (setting, (model, decoding)) in enumerate((s, kind) for kind in kinds for s in AUDIO_INPUTS):
+            values = [100 * r[key] for r in rows if (r["setting"], r["model"], r["decoding"]) == (setting, model, decoding)]
+            if values:
+                ax.bar(x + (k - 1.5) * width, statistics.mean(values), width, color=f"C{k}", label=label if x == 0 else None)
+                ax.plot([x + (k - 1.5) * width] * len(values), values, "k.", markersize=4)
+    ticks = [f"{'LM' if m == 'demo LM' else 'MLP'}: {s}" for m, _ in kinds for s in AUDIO_INPUTS]
+    ax.set_xticks(range(len(ticks)), ticks, fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy (%), ranked / classifier")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("What the model hears: the mix, the mix and the anchor, or every stem (dots: seeds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench_out/audio_inputs")
+    parser.add_argument("--corpora", default="bench_out/generalisation", help="bench/generalisation.py's --out")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--settings", nargs="+", choices=AUDIO_INPUTS, default=list(AUDIO_INPUTS))
+    parser.add_argument("--limit", type=int, default=None, help="score only the first ROWS test rows of each corpus")
+    args = parser.parse_args()
+    out, corpora = Path(args.out), Path(args.corpora)
+    out.mkdir(parents=True, exist_ok=True)
+    folders = {e: prepare_corpus(corpora / e, e) for e in (DEMO_CORPUS, *TEST_ENGINES)}
+    results_path = out / "audio_inputs.json"
+    rows = json.loads(results_path.read_text()) if results_path.exists() else []
+    done = {(r["model"], r["setting"], r["seed"]) for r in rows}
+    for setting in args.settings:
+        features = ProbeFeatures(folders, args.limit, audio_inputs=setting)
+        for seed in args.seeds:
+            common = {"setting": setting, "seed": seed, "steps": args.steps, "tokens": audio_tokens(setting)}
+            if ("demo LM", setting, seed) not in done:
+                name = f"{setting}-seed{seed}"
+                model_dir, seconds_per_step = train_variant(name, {"audio_inputs": setting}, folders[DEMO_CORPUS], out,
+                                                            args.steps, seed)
+                scores = {e: evaluate_split(str(model_dir), folders[e] / "dataset", out / "eval" / name / e,
+                                            folders[e] / "corpus", batch_size=64, limit=args.limit,
+                                            decodings=("ranked", "greedy"), cache_dir=folders[e] / "cache")
+                          for e in folders}
+                for decoding in ("ranked", "greedy"):
+                    rows.append({"model": "demo LM", "decoding": decoding, "seconds_per_step": seconds_per_step,
+                                 **common, **result({e: s[decoding] for e, s in scores.items()})})
+            if ("log-mel MLP", setting, seed) not in done:
+                metrics = probe_results(features, DEMO_CORPUS, seed, tests=tuple(folders))
+                rows.append({"model": "log-mel MLP", "decoding": "classifier", **common, **result(metrics)})
+            write_file_atomic(results_path, json.dumps(rows, indent=2) + "\n")
+    table = markdown(rows)
+    write_file_atomic(out / "audio_inputs.md", table + "\n")
+    plot(rows, out / "audio_inputs.png")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
