@@ -64,9 +64,9 @@ def markdown(rows: list[dict]) -> str:
             mean = statistics.mean(values)
             return f"{mean:.1%} ± {statistics.stdev(values):.1%}" if len(values) > 1 else f"{mean:.1%}"
 
-        speed = group[0].get("seconds_per_step")
-        lines.append(f"| {model} | {setting} | {decoding} | {len(group)} | {group[0]['tokens']} | "
-                     f"{'—' if speed is None else f'{statistics.mean(g['seconds_per_step'] for g in group):.2f}'} | "
+        speeds = [g["seconds_per_step"] for g in group if g.get("seconds_per_step") is not None]
+        speed = f"{statistics.mean(speeds):.2f}" if speeds else "—"
+        lines.append(f"| {model} | {setting} | {decoding} | {len(group)} | {group[0]['tokens']} | {speed} | "
                      + " | ".join(spread(c) for c in COLUMNS) + " |")
     return "\n".join(lines)
 
