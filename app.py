@@ -1,5 +1,6 @@
 """MixingBuddy's web page, a Gradio app in the Hugging Face Spaces convention: upload a mix, name the anchor and the
-stems present, and get advice for every 10 s window, the song's verdict and a timeline.
+stems present, and get advice for every 10 s window, the song's verdict and a timeline. A model that hears more than
+the mix (`audio_inputs`) gets an upload for the anchor stem ("mix+anchor") or for every stem ("stems") as well.
 
     python app.py --model DIR [--host HOST] [--port PORT]   # no --model: $MIXINGBUDDY_MODEL, else demo_out/model
 
@@ -20,12 +21,24 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mixingbuddy.cli import DEFAULT_MODEL  # first: importing mixingbuddy turns gradio's analytics off
-from mixingbuddy.critique import critique_audio, format_time, open_audio, other_lines, timeline_figure, window_advice
+from mixingbuddy.critique import (
+    StemFiles, critique_audio, format_time, open_audio, other_lines, timeline_figure, window_advice,
+)
+from mixingbuddy.critique.inputs import STEM_FILE_NAMES, stem_files_by_name
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS, TARGET_STEMS
 from mixingbuddy.models.checkpoints import load_model
 
 MAX_MINUTES = 20  # longer songs: the command line, `mixingbuddy critique`, takes any length
 MAX_MEGABYTES = 200  # larger uploads get a message; Gradio itself refuses those over four times as large
+STEMS_UPLOADED = "The upload of stems"
+HEARS = {  # what the page says the loaded model hears, by `audio_inputs`
+    "mix": "This model hears the mix only.",
+    "mix+anchor": "This model hears the mix and the anchor stem: upload the anchor stem alone as well, at the mix's "
+                  "sampling rate and length.",
+    "stems": f"This model hears every stem and the mix: upload the stems as well, each named after its stem "
+             f"({STEM_FILE_NAMES}), at the mix's sampling rate and length. The stems uploaded are the stems in the "
+             "mix.",
+}
 
 
 def report_markdown(report: dict) -> str:
@@ -34,37 +47,76 @@ def report_markdown(report: dict) -> str:
     lines += [f"- {line}" for line in other_lines(summary)]
     if report["skipped"]:
         lines.append(f"- {len(report['skipped'])} window(s) too quiet to judge")
+    if report["stem_files"]:
+        lines.append(f"- Heard beside the mix: {', '.join(Path(file).name for file in report['stem_files'].values())}")
     return "\n".join(lines)
 
 
 def critique_upload(
     model, processor, model_name: str, path: str | None, anchor: str, stems, max_megabytes: float = MAX_MEGABYTES,
-    upload_folder: str | None = None,
+    upload_folder: str | None = None, stem_uploads: str | list[str] | None = None,
 ):
     """What the page shows for an upload: (verdict or error as markdown, rows of the window table, timeline figure).
+    `stem_uploads` is what a model that hears more than the mix hears beside it: the anchor stem's file
+    ("mix+anchor") or the stems' files ("stems"; they say which stems are in the mix, `stems` is not used).
     Files it cannot critique get a message that names the uploaded file, never a stack trace, and are deleted when
     they lie in `upload_folder` (Gradio's); a choice of stems it cannot use gets a message and keeps the file."""
+    audio_inputs = processor.audio_inputs
     if path is None:
         return "### Cannot critique yet\n\nUpload a mix first.", [], None
-    if not stems:  # critique_audio would take all four
+    if audio_inputs != "mix" and not stem_uploads:
+        return f"### Cannot critique yet\n\n{HEARS[audio_inputs]}", [], None
+    if not stems and audio_inputs != "stems":  # critique_audio would take all four
         return f"### Cannot critique yet\n\nTick the stems in the mix, the anchor ({anchor}) among them.", [], None
+    uploads = [path, *uploaded_paths(stem_uploads)]
     try:
-        megabytes = Path(path).stat().st_size / 1e6
-        if megabytes > max_megabytes:
-            raise ValueError(f"{path} is {megabytes:.1f} MB; this page takes files of up to {max_megabytes:g} MB (the "
-                             "command line, mixingbuddy critique, takes any size).")
+        for upload in uploads:
+            check_upload_size(upload, max_megabytes)
         audio = open_audio(path)
         if audio.seconds > MAX_MINUTES * 60:
             raise ValueError(f"{path} lasts {format_time(audio.seconds)}; this page takes songs of up to {MAX_MINUTES} "
                              "minutes (the command line, mixingbuddy critique, takes any length).")
-        report = critique_audio(audio, anchor, model, processor, stems, model_name=model_name)
+        stem_files = uploaded_stem_files(audio_inputs, anchor, stem_uploads)
+        report = critique_audio(audio, anchor, model, processor, stems, model_name=model_name, stem_files=stem_files)
     except (ValueError, OSError) as err:
-        if str(path) in str(err):  # the file is refused, not the stems or the anchor
-            discard_upload(path, upload_folder)
-        return f"### Cannot critique this file\n\n{str(err).replace(str(path), Path(path).name)}", [], None
+        message = str(err)
+        named = sorted((message.find(upload), upload) for upload in uploads if upload in message)
+        if named:  # a file is refused, not the stems or the anchor: the one a message is about is the first it names
+            discard_upload(named[0][1], upload_folder)
+        for upload in uploads:
+            message = message.replace(upload, Path(upload).name)
+        return f"### Cannot critique this file\n\n{message}", [], None
     rows = [[format_time(w["start"]), format_time(w["end"]), window_advice(report, w)] for w in report["windows"]]
     rows += [[format_time(w["start"]), format_time(w["end"]), w["reason"]] for w in report["skipped"]]
     return report_markdown(report), sorted(rows), timeline_figure(report)
+
+
+def uploaded_paths(uploads: str | list[str] | None) -> list[str]:
+    """The paths of an upload box's files: none, one or several."""
+    return [] if not uploads else [uploads] if isinstance(uploads, str) else list(uploads)
+
+
+def check_upload_size(path: str, max_megabytes: float) -> None:
+    """Raise `ValueError` naming the file when it is larger than the page takes."""
+    megabytes = Path(path).stat().st_size / 1e6
+    if megabytes > max_megabytes:
+        raise ValueError(f"{path} is {megabytes:.1f} MB; this page takes files of up to {max_megabytes:g} MB (the "
+                         "command line, mixingbuddy critique, takes any size).")
+
+
+def uploaded_stem_files(audio_inputs: str, anchor: str, uploads: str | list[str] | None) -> StemFiles | None:
+    """The uploaded stem files the model hears: the anchor stem's file, or the stems' files, each named after its stem
+    (one that is not is refused, so that no stem is left out unseen)."""
+    paths = uploaded_paths(uploads)
+    if not paths:
+        return None
+    if audio_inputs == "mix+anchor":
+        return StemFiles({anchor: Path(paths[0])}, "the anchor upload", Path(paths[0]).name)
+    found = stem_files_by_name(paths, STEMS_UPLOADED)
+    if unnamed := [Path(path).name for path in paths if Path(path) not in found.values()]:
+        raise ValueError(f"{STEMS_UPLOADED} holds files not named after a stem, {', '.join(unnamed)}: name each stem "
+                         f"file after its stem ({STEM_FILE_NAMES}), and leave out other files.")
+    return StemFiles(found, "the upload of stems", STEMS_UPLOADED)
 
 
 def discard_upload(path: str, upload_folder: str | None) -> None:
@@ -84,26 +136,47 @@ def build_app(model_dir: str, max_megabytes: float = MAX_MEGABYTES):
     import gradio as gr  # here, not above: importing gradio fails on a GRADIO_SERVER_PORT that is not a number
 
     model, processor = load_model(model_dir)
+    audio_inputs = processor.audio_inputs
 
-    def critique(path, anchor, stems, progress=gr.Progress(track_tqdm=True)):
-        shown = critique_upload(model, processor, model_dir, path, anchor, stems, max_megabytes, upload.GRADIO_CACHE)
-        return *shown, gr.update() if path is None or Path(path).exists() else None  # a deleted upload leaves the box
+    def critique(path, anchor, stems, stem_uploads, progress=gr.Progress(track_tqdm=True)):
+        shown = critique_upload(model, processor, model_dir, path, anchor, stems, max_megabytes, upload.GRADIO_CACHE,
+                                stem_uploads)
+        return *shown, kept_upload(path), kept_upload(stem_uploads)
+
+    def kept_upload(files):
+        """The upload box as it was, or emptied when a file of it was refused and deleted."""
+        return gr.update() if all(Path(file).exists() for file in uploaded_paths(files)) else None
+
+    def stem_upload_box():
+        """The upload for what the model hears beside the mix: the anchor stem's file, the stems' files, or none."""
+        if audio_inputs == "mix+anchor":
+            return gr.File(label="Anchor stem alone (the anchor chosen on the right)", type="filepath",
+                           elem_id="stem-upload")
+        if audio_inputs == "stems":
+            return gr.File(label=f"Stems in the mix, each named after its stem: {STEM_FILE_NAMES}", type="filepath",
+                           file_count="multiple", elem_id="stem-upload")
+        return gr.State(None)
 
     with gr.Blocks(title="MixingBuddy") as page:
         gr.Markdown("# MixingBuddy\nUpload a mix; name the stem whose level is right (the anchor) and the stems you "
                     "used. Each 10 s of the song gets gain-balance advice.")
+        gr.Markdown(f"**{HEARS[audio_inputs]}**", elem_id="audio-inputs")
         with gr.Row():
-            upload = gr.File(label=f"Mix: WAV, FLAC, OGG or MP3, up to {MAX_MINUTES} minutes and {max_megabytes:g} MB",
-                             type="filepath")
+            with gr.Column():
+                upload = gr.File(label=f"Mix: WAV, FLAC, OGG or MP3, up to {MAX_MINUTES} minutes and "
+                                       f"{max_megabytes:g} MB", type="filepath", elem_id="mix-upload")
+                stem_uploads = stem_upload_box()
             with gr.Column():
                 anchor = gr.Radio(list(TARGET_STEMS), value="vocals", label="Anchor: the stem whose level is right")
-                stems = gr.CheckboxGroup(list(STEMS), value=list(STEMS), label="Stems in the mix")
+                stems = (gr.State(None) if audio_inputs == "stems" else
+                         gr.CheckboxGroup(list(STEMS), value=list(STEMS), label="Stems in the mix"))
                 button = gr.Button("Critique", variant="primary")
         verdict = gr.Markdown(elem_id="verdict")
         timeline = gr.Plot(label="Timeline")
         windows = gr.Dataframe(headers=["start", "end", "advice"], label="Advice per window", elem_id="windows", wrap=True,
                                column_widths=["10%", "10%", "80%"])
-        button.click(critique, inputs=[upload, anchor, stems], outputs=[verdict, windows, timeline, upload])
+        button.click(critique, inputs=[upload, anchor, stems, stem_uploads],
+                     outputs=[verdict, windows, timeline, upload, stem_uploads])
     return page
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .demo import DEMO_SECONDS, DEMO_SONGS
 from .evaluation import DECODINGS
+from .hub.vocabulary_mixingbuddy import AUDIO_INPUTS
 
 DEFAULT_MODEL = "demo_out/model"  # what `mixingbuddy demo` leaves behind
 
@@ -27,7 +28,8 @@ def convert(args: argparse.Namespace) -> int:
 
     config = {"audio_frontend": args.audio_frontend, "audio_pooling": args.audio_pooling,
               "aux_loss": None if args.aux_loss == "none" else args.aux_loss,
-              "aux_loss_weight": args.aux_loss_weight, "projector_dropout": args.projector_dropout}
+              "aux_loss_weight": args.aux_loss_weight, "projector_dropout": args.projector_dropout,
+              "audio_inputs": args.audio_inputs}
     if args.projector_hidden_sizes is not None:
         config["projector_hidden_sizes"] = args.projector_hidden_sizes
     if args.audio_frontend == "log_mel":
@@ -99,6 +101,7 @@ def critique(args: argparse.Namespace) -> int:
         args.audio, anchor=args.anchor, model=args.model or DEFAULT_MODEL, stems=args.stems, hop_seconds=args.hop,
         decoding=args.decoding, batch_size=args.batch_size, model_is_default=args.model is None, device=args.device,
         dtype=torch_dtype(args.dtype), load_in_4bit=args.load_in_4bit, plot=args.plot, overwrite=args.overwrite,
+        anchor_audio=args.anchor_audio, stems_dir=args.stems_dir,
     )
     print(json.dumps(report, indent=2) if args.json else format_critique(report))
     return 0
@@ -164,6 +167,9 @@ def add_model_commands(commands) -> None:
     p.add_argument("--mel-hop-length", type=int, default=320, help="log-mel hop in samples at 24 kHz (log_mel only)")
     p.add_argument("--aux-loss", choices=("norm", "label", "none"), default="norm", type=str.lower)
     p.add_argument("--aux-loss-weight", type=float, default=0.05)
+    p.add_argument("--audio-inputs", choices=AUDIO_INPUTS, default="mix",
+                   help="what the model hears: mix (the paper), mix+anchor (the mix, then the anchor stem alone) or "
+                        "stems (every stem, then the mix); critique then needs --anchor-audio or --stems-dir")
     p.add_argument("--projector-dropout", type=float, default=0.3)
     p.add_argument("--projector-hidden-sizes", type=int, nargs="+", default=None,
                    help="the projector's hidden widths (default: 2048 4096 4096 2048, the paper's)")
@@ -223,7 +229,16 @@ def add_model_commands(commands) -> None:
     p.add_argument("--anchor", required=True, help="the stem whose level is right: bass, drums or vocals")
     p.add_argument("--model", default=None, help=f"model folder or Hub id (default: {DEFAULT_MODEL})")
     p.add_argument("--stems", type=lambda text: text.split(","), default=None, metavar="STEM,STEM,...",
-                   help="the stems present in the mix, comma-separated (default: bass,drums,other,vocals)")
+                   help="the stems present in the mix, comma-separated (default: bass,drums,other,vocals; for a model "
+                        "that hears every stem, those of --stems-dir)")
+    p.add_argument("--anchor-audio", default=None, metavar="FILE",
+                   help="the anchor stem alone, for a model that hears it beside the mix (audio_inputs=mix+anchor): "
+                        "the mix's sampling rate and length in frames")
+    p.add_argument("--stems-dir", default=None, metavar="DIR",
+                   help="a folder of the stems in the mix, each named after its stem (bass.wav, drums.wav, other.wav, "
+                        "vocals.wav; any audio extension), for a model that hears every stem (audio_inputs=stems) or "
+                        "the anchor (mix+anchor; not with --anchor-audio): the mix's sampling rate and length in "
+                        "frames")
     p.add_argument("--hop", type=float, default=None,
                    help="seconds between window starts, at most the clip length (default: the clip length, 10)")
     p.add_argument("--decoding", choices=DECODINGS, default="ranked",

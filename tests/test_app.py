@@ -1,5 +1,7 @@
 """The web page end to end: app.py served on a free local port with a tiny checkpoint, driven in headless Chromium
-(Debian's package, through playwright's client; no browser is downloaded). Screenshots go to test-artifacts/browser/."""
+(Debian's package, through playwright's client; no browser is downloaded). Screenshots go to test-artifacts/browser/.
+The page's own code is tested without a browser too: bad uploads, and the stem files a model that hears more than the
+mix needs."""
 
 import argparse
 import os
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import INVALID_AUDIO
+from helpers import INVALID_AUDIO, write_song
 from playwright.sync_api import sync_playwright
 
 from mixingbuddy.models.tiny import build_tiny_model_and_processor, save_tiny_checkpoint
@@ -44,8 +46,20 @@ def upload_folder(tmp_path_factory) -> Path:
 def server(tmp_path_factory, upload_folder):
     """app.py on a free port with a tiny random checkpoint and an upload limit of 2 MB; yields its address."""
     model = save_tiny_checkpoint(tmp_path_factory.mktemp("app") / "model")
+    yield from serve(model, upload_folder, "--max-megabytes", "2")
+
+
+@pytest.fixture(scope="module")
+def anchor_server(tmp_path_factory):
+    """app.py on a free port with a tiny random checkpoint that hears the mix and the anchor stem: its address."""
+    model = save_tiny_checkpoint(tmp_path_factory.mktemp("app") / "model", audio_inputs="mix+anchor")
+    yield from serve(model, tmp_path_factory.mktemp("anchor_uploads"))
+
+
+def serve(model: Path, upload_folder: Path, *flags: str):
+    """Start app.py with `model` on a free port, yield its address once it serves, and stop it."""
     port = free_port()
-    command = [sys.executable, str(REPO / "app.py"), "--model", str(model), "--port", str(port), "--max-megabytes", "2"]
+    command = [sys.executable, str(REPO / "app.py"), "--model", str(model), "--port", str(port), *flags]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "GRADIO_TEMP_DIR": str(upload_folder)})
     url = f"http://127.0.0.1:{port}/"
@@ -76,15 +90,25 @@ def browser():
 @pytest.fixture
 def page(browser, server):
     """A fresh page of the app."""
+    yield from open_page(browser, server)
+
+
+@pytest.fixture
+def anchor_page(browser, anchor_server):
+    """A fresh page of the app with a model that hears the mix and the anchor stem."""
+    yield from open_page(browser, anchor_server)
+
+
+def open_page(browser, url: str):
     page = browser.new_page(viewport={"width": 1200, "height": 1300})
-    page.goto(server)
+    page.goto(url)
     page.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
     yield page
     page.close()
 
 
 def critique_on_the_page(page, path: Path, anchor: str) -> None:
-    page.set_input_files("input[type=file]", str(path))
+    page.set_input_files("#mix-upload input[type=file]", str(path))
     page.get_by_label(anchor, exact=True).first.check()
     page.wait_for_timeout(1000)  # the upload settles
     page.get_by_role("button", name="Critique").click()
@@ -117,6 +141,28 @@ def test_a_file_that_is_not_audio_gets_a_readable_message(page, tmp_path):
     message = page.inner_text("#verdict")
     assert "Cannot read notes.wav as audio" in message and "Traceback" not in message
     page.screenshot(path=str(ARTIFACTS / "not_audio.png"), full_page=True)
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_a_mix_and_its_anchor_stem_get_a_critique_from_a_model_that_hears_both(anchor_page, tmp_path):
+    """The demo's kind of song (tones and noise per stem, the drums raised by 9 dB) and its vocals stem alone."""
+    page = anchor_page
+    write_song(tmp_path / "stems", 44100, 2, seed=0, seconds=40)
+    stems = {path.stem: sf.read(path, dtype="float32")[0] for path in (tmp_path / "stems").glob("*.wav")}
+    mix = tmp_path / "demo song.wav"
+    sf.write(mix, sum(stems.values()) + (10 ** (9 / 20) - 1) * stems["drums"], 44100, subtype="PCM_16")
+    assert "This model hears the mix and the anchor stem: upload the anchor stem" in page.inner_text("#audio-inputs")
+    critique_on_the_page(page, mix, "vocals")
+    page.wait_for_selector("#verdict :text('Cannot critique yet')", timeout=60_000)
+    assert "upload the anchor stem alone as well" in page.inner_text("#verdict")
+    page.set_input_files("#stem-upload input[type=file]", str(tmp_path / "stems" / "vocals.wav"))
+    page.wait_for_timeout(1000)  # the upload settles
+    page.get_by_role("button", name="Critique").click()
+    page.wait_for_selector("#verdict h3:text('Verdict:')", timeout=120_000)
+    assert "Heard beside the mix: vocals.wav" in page.inner_text("#verdict")
+    assert page.inner_text("#windows").count("0:") >= 8  # four windows, a start and an end each
+    page.screenshot(path=str(ARTIFACTS / "critique_anchor.png"), full_page=True)
 
 
 @needs_chromium
@@ -234,7 +280,8 @@ def test_stems_that_cannot_be_used_get_a_message_and_no_critique(tmp_path, stems
     path = tmp_path / "gradio" / "0123abcd" / "mix.wav"
     path.parent.mkdir(parents=True)
     sf.write(path, np.full((12 * 8000, 1), 0.1), 8000)
-    markdown, rows, figure = app.critique_upload(None, None, "tiny", str(path), "vocals", stems,
+    _, processor = build_tiny_model_and_processor()
+    markdown, rows, figure = app.critique_upload(None, processor, "tiny", str(path), "vocals", stems,
                                                  upload_folder=str(tmp_path / "gradio"))  # no model: none is run
     assert markdown == message and rows == [] and figure is None
     assert path.exists()  # kept: the same upload is critiqued once the stems are ticked
@@ -264,3 +311,48 @@ def test_a_rejected_upload_is_deleted_from_the_upload_folder_and_a_users_own_fil
         assert markdown.startswith("### Cannot critique this file") and message in markdown
     assert not uploaded.parent.exists() and (folder / "other").is_dir()  # the upload and its folder, nothing else
     assert own.exists()
+
+
+def test_a_model_that_hears_the_anchor_asks_for_it_and_refuses_one_that_does_not_fit_the_mix(tmp_path):
+    import app
+
+    model, processor = build_tiny_model_and_processor(audio_inputs="mix+anchor")
+    folder = tmp_path / "gradio"
+    mix, anchor, other_rate = folder / "1" / "mix.wav", folder / "2" / "vocals.wav", folder / "3" / "vocals.wav"
+    for path, rate in ((mix, 24000), (anchor, 24000), (other_rate, 16000)):
+        path.parent.mkdir(parents=True)
+        sf.write(path, 0.1 * np.random.default_rng(0).standard_normal((12 * rate, 1)), rate)
+
+    def shown(stem_uploads):
+        return app.critique_upload(model, processor, "tiny", str(mix), "vocals", ["bass", "vocals"],
+                                   upload_folder=str(folder), stem_uploads=stem_uploads)
+
+    assert shown(None)[0] == f"### Cannot critique yet\n\n{app.HEARS['mix+anchor']}"
+    markdown, rows, figure = shown(str(other_rate))
+    assert markdown == ("### Cannot critique this file\n\nStem file vocals.wav is at 16000 Hz but the mix mix.wav is "
+                        "at 24000 Hz; export the stems and the mix at the same rate.") and rows == [] and figure is None
+    assert not other_rate.exists() and mix.exists()  # the refused upload is deleted, the mix it was compared with kept
+    markdown, rows, _ = shown(str(anchor))
+    assert markdown.startswith("### Verdict:") and "- Heard beside the mix: vocals.wav" in markdown and len(rows) == 2
+
+
+def test_a_model_that_hears_every_stem_takes_the_stems_uploaded_as_the_stems_in_the_mix(tmp_path):
+    import app
+
+    model, processor = build_tiny_model_and_processor(audio_inputs="stems")
+    write_song(tmp_path, 16000, 1, seed=1, seconds=12)
+    stems = [str(tmp_path / f"{stem}.wav") for stem in ("bass", "drums", "vocals")]
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, sum(sf.read(path)[0] for path in stems), 16000)
+
+    def shown(stem_uploads):
+        return app.critique_upload(model, processor, "tiny", str(mix), "drums", None, stem_uploads=stem_uploads)
+
+    assert shown([])[0] == f"### Cannot critique yet\n\n{app.HEARS['stems']}"
+    markdown, rows, _ = shown(stems)
+    assert markdown.startswith("### Verdict:") and "Heard beside the mix: bass.wav, drums.wav, vocals.wav" in markdown
+    assert "other" not in markdown and len(rows) == 2
+    markdown, _, _ = shown([*stems, str(tmp_path / "other.wav"), str(mix)])
+    assert markdown == ("### Cannot critique this file\n\nThe upload of stems holds files not named after a stem, "
+                        "mix.wav: name each stem file after its stem (bass.wav, drums.wav, other.wav, vocals.wav), and "
+                        "leave out other files.")

@@ -1,5 +1,5 @@
-"""The critique of a whole song: window maths, quiet windows, the verdict, the JSON report and the timeline, and odd
-and bad files through the command line."""
+"""The critique of a whole song: window maths, quiet windows, the verdict, the JSON report and the timeline, odd and
+bad files through the command line, and the stem files a model that hears more than the mix hears beside it."""
 
 import json
 import subprocess
@@ -13,7 +13,7 @@ import soundfile as sf
 from helpers import INVALID_AUDIO as INVALID
 
 from mixingbuddy.cli import main
-from mixingbuddy.critique import critique_audio, open_audio, window_advice
+from mixingbuddy.critique import critique_audio, format_critique, given_stem_files, open_audio, window_advice
 from mixingbuddy.critique.summary import summarize
 from mixingbuddy.critique.windows import too_quiet, window_spans
 from mixingbuddy.hub.vocabulary_mixingbuddy import advice_validity, format_response
@@ -147,8 +147,9 @@ def test_the_json_report_follows_its_schema(checkpoint, tmp_path, capsys):
     assert code == 0
     report = json.loads(out)
     assert set(report) == {"file", "anchor", "stems", "model", "decoding", "hop_seconds", "duration_seconds",
-                           "windows", "skipped", "summary"}
+                           "audio_inputs", "stem_files", "windows", "skipped", "summary"}
     assert (report["anchor"], report["stems"], report["decoding"]) == ("drums", ["bass", "drums", "vocals"], "ranked")
+    assert (report["audio_inputs"], report["stem_files"]) == ("mix", {})
     assert [(w["start"], w["end"]) for w in report["windows"]] == [(0, 10), (20, 30), (25, 35)]
     assert report["skipped"] == [{"start": 10.0, "end": 20.0, "reason": "too quiet to judge (mix below -35 dBFS)"}]
     for w in report["windows"]:
@@ -224,3 +225,140 @@ def test_the_command_prints_the_verdict(checkpoint, tmp_path):
     assert len([line for line in lines if "–" in line and "dB" in line or "balanced" in line]) >= 4
     assert not any("as the reference" in line for line in lines)  # the shared opening is left out of each window
     assert any(line.startswith("Verdict: ") for line in lines)
+
+
+# What the model hears beside the mix: the anchor stem's file, or a folder of stem files
+
+
+@pytest.fixture(scope="module")
+def heard_checkpoints(tmp_path_factory):
+    """Model folders of tiny random models that hear the mix and the anchor stem, and every stem and the mix."""
+    root = tmp_path_factory.mktemp("heard")
+    return {setting: save_tiny_checkpoint(root / setting.replace("+", "_"), audio_inputs=setting)
+            for setting in ("mix+anchor", "stems")}
+
+
+def write_multitrack(folder, stems=("bass", "drums", "vocals"), seconds=25, rate=22050):
+    """Stem files named after their stems, mono and stereo, and their sum beside them, mix.wav: (mix, {stem: file})."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files, mix = {}, np.zeros((int(seconds * rate), 2), dtype=np.float32)
+    for i, stem in enumerate(stems):
+        files[stem] = folder / f"{stem}.wav"
+        audio = noise(seconds, rate, channels=1 + i % 2, seed=i)
+        sf.write(files[stem], audio, rate, subtype="FLOAT")
+        mix += audio
+    sf.write(folder / "mix.wav", mix, rate, subtype="FLOAT")
+    return folder / "mix.wav", files
+
+
+def test_a_mix_and_anchor_model_hears_the_anchor_file_beside_each_window(heard_checkpoints, tmp_path, capsys):
+    mix, stems = write_multitrack(tmp_path)
+    code, out, err = critique(capsys, mix, "--anchor", "vocals", "--model", heard_checkpoints["mix+anchor"],
+                              "--anchor-audio", stems["vocals"], "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["audio_inputs"], report["stem_files"]) == ("mix+anchor", {"vocals": str(stems["vocals"])})
+    assert report["stems"] == ["bass", "drums", "other", "vocals"]  # --stems, not the files, says which are in the mix
+    assert [(w["start"], w["end"]) for w in report["windows"]] == [(0, 10), (10, 20), (15, 25)]
+    assert format_critique(report).splitlines()[1] == f"Heard beside the mix (mix+anchor): {stems['vocals']}"
+
+
+def test_a_stems_model_hears_a_folder_whose_stem_files_say_which_stems_are_in_the_mix(heard_checkpoints, tmp_path,
+                                                                                      capsys):
+    mix, stems = write_multitrack(tmp_path / "take 3")  # mix.wav lies in the folder too: not a stem, left alone
+    (tmp_path / "take 3" / "notes.txt").write_text("no other stem in this song\n")
+    code, out, err = critique(capsys, mix, "--anchor", "drums", "--model", heard_checkpoints["stems"], "--stems-dir",
+                              tmp_path / "take 3", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["audio_inputs"] == "stems" and report["stems"] == ["bass", "drums", "vocals"]
+    assert report["stem_files"] == {stem: str(path) for stem, path in stems.items()}
+    assert len(report["windows"]) == 3
+    for w in report["windows"]:
+        reading = {key: w[key] for key in ("stem", "direction", "min_db", "max_db")}
+        assert advice_validity(reading, report["stems"], "drums") == "valid"
+
+
+def test_each_window_hears_the_same_frames_of_every_file_and_silence_for_a_stem_not_in_the_mix(tmp_path, monkeypatch):
+    model, processor = build_tiny_model_and_processor(audio_inputs="stems")
+    mix, stems = write_multitrack(tmp_path, seconds=22, rate=16000)
+    pausing = sf.read(stems["bass"], dtype="float32")[0]
+    pausing[: 10 * 16000] = 0  # the anchor pauses: its windows are judged all the same, the gating is the mix's
+    sf.write(stems["bass"], pausing, 16000, subtype="FLOAT")
+    heard, prepare = [], type(processor).__call__
+    monkeypatch.setattr(type(processor), "__call__",
+                        lambda self, **kwargs: heard.extend(kwargs["audio"]) or prepare(self, **kwargs))
+    report = critique_audio(open_audio(mix), "bass", model, processor, hop_seconds=6,
+                            stem_files=given_stem_files("bass", stems_dir=tmp_path))
+    spans = window_spans(22 * 16000, 16000, 10.0, 6)
+    assert len(report["windows"]) == len(heard) == len(spans) == 3
+    files = {name: sf.read(path, dtype="float32", always_2d=True)[0] for name, path in {"mix": mix, **stems}.items()}
+    for clips, (start, stop) in zip(heard, spans):
+        assert list(clips) == ["bass", "drums", "other", "vocals", "mix"]  # the order of the model's placeholders
+        for name, audio in files.items():
+            np.testing.assert_array_equal(clips[name].reshape(stop - start, -1), audio[start:stop])
+        assert clips["other"].shape == (stop - start,) and not clips["other"].any()
+    with pytest.raises(ValueError, match=r"hears the mix and every stem \(audio_inputs=stems\); add --stems-dir DIR"):
+        critique_audio(open_audio(mix), "bass", model, processor)
+
+
+def audio_file(path, frames=12 * RATE, rate=RATE):
+    sf.write(path, noise(frames / rate, rate)[:frames], rate)
+    return path
+
+
+def folder_of(path, *names):
+    """A folder holding audio files of these names (12 s at the test rate)."""
+    path.mkdir()
+    for name in names:
+        audio_file(path / name)
+    return path
+
+
+def with_text_file(folder, name):
+    """`folder`, with a text file called `name` in it."""
+    INVALID["text.wav"][0](folder / name)
+    return folder
+
+
+REFUSALS = {  # name -> (the model's audio_inputs, the flags given a folder to write in, what the one line says)
+    "rate": ("mix+anchor", lambda d: ["--anchor-audio", audio_file(d / "vocals 16k.wav", 12 * 16000, 16000)],
+             "Stem file {d}/vocals 16k.wav is at 16000 Hz but the mix {d}/mix.wav is at 24000 Hz"),
+    "length": ("mix+anchor", lambda d: ["--anchor-audio", audio_file(d / "vocals.wav", 12 * RATE - 1)],
+               "Stem file {d}/vocals.wav lasts 287999 frames (12.000 s) but the mix {d}/mix.wav lasts 288000"),
+    "mix-model-stems-dir": ("mix", lambda d: ["--stems-dir", folder_of(d / "stems", "vocals.wav")],
+                            "this model hears only the mix (audio_inputs=mix); drop --stems-dir."),
+    "mix-model-anchor-audio": ("mix", lambda d: ["--anchor-audio", audio_file(d / "vocals.wav")],
+                               "this model hears only the mix (audio_inputs=mix); drop --anchor-audio."),
+    "no-anchor": ("mix+anchor", lambda d: [], "(audio_inputs=mix+anchor); add --anchor-audio FILE, the vocals stem"),
+    "no-stems": ("stems", lambda d: [], "(audio_inputs=stems); add --stems-dir DIR, a folder of the stems"),
+    "anchor-audio-to-stems-model": ("stems", lambda d: ["--anchor-audio", audio_file(d / "vocals.wav")],
+                                    "add --stems-dir DIR instead of --anchor-audio"),
+    "both": ("mix+anchor", lambda d: ["--anchor-audio", audio_file(d / "vocals.wav"), "--stems-dir", d],
+             "give the anchor stem either with --anchor-audio or in --stems-dir, not both."),
+    "anchor-not-in-folder": ("mix+anchor", lambda d: ["--stems-dir", folder_of(d / "stems", "bass.wav", "drums.wav")],
+                             "{d}/stems holds no vocals file (vocals.wav, say): this model hears the anchor stem"),
+    "no-stem-files": ("stems", lambda d: ["--stems-dir", folder_of(d / "stems", "mix.wav", "guitar.wav")],
+                      "{d}/stems holds no stem file: name each after its stem (bass.wav, drums.wav, other.wav, vocals"),
+    "two-files-for-a-stem": ("stems", lambda d: ["--stems-dir", folder_of(d / "stems", "Bass.flac", "bass.wav")],
+                             "{d}/stems has two files for the bass stem, Bass.flac and bass.wav; keep one."),
+    "missing-folder": ("stems", lambda d: ["--stems-dir", d / "stems"], "--stems-dir {d}/stems does not exist."),
+    "stems-differ": ("stems", lambda d: ["--stems-dir", folder_of(d / "stems", "bass.wav", "vocals.wav"), "--stems",
+                                         "bass,drums,vocals"],
+                     "--stems bass,drums,vocals differs from the stem files in {d}/stems (bass, vocals)"),
+    "unreadable-stem": ("stems", lambda d: ["--stems-dir", with_text_file(folder_of(d / "stems", "bass.wav"),
+                                                                          "vocals.wav")],
+                        "Cannot read {d}/stems/vocals.wav as audio"),
+}
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_stem_files_that_do_not_fit_the_model_or_the_mix_are_one_line_naming_them(checkpoint, heard_checkpoints,
+                                                                                   tmp_path, capsys, name):
+    """Each refused before the model loads, in one line that names the file, the folder or the flag to give."""
+    audio_inputs, flags, message = REFUSALS[name]
+    audio_file(tmp_path / "mix.wav")
+    model = checkpoint if audio_inputs == "mix" else heard_checkpoints[audio_inputs]
+    code, _, err = critique(capsys, tmp_path / "mix.wav", "--anchor", "vocals", "--model", model, *flags(tmp_path))
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert message.format(d=tmp_path) in err

@@ -51,6 +51,8 @@ class CritiqueReport(TypedDict):
     decoding: str
     hop_seconds: float
     duration_seconds: float
+    audio_inputs: str
+    stem_files: dict[str, str]
     windows: list[JudgedWindow]
     skipped: list[SkippedWindow]
     summary: Summary
