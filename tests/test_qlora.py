@@ -16,7 +16,7 @@ import torch
 from helpers import make_clips, make_prompts, write_component_folders, write_song
 from peft import AutoPeftModelForCausalLM, get_peft_model
 from torch.utils._python_dispatch import TorchDispatchMode
-from transformers import AutoModelForCausalLM, AutoProcessor
+from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor
 
 from dataset_builder import build_dataset
 from mixingbuddy.cli import main
@@ -230,3 +230,14 @@ def test_models_that_are_not_converted_folders_are_refused_in_one_line(converted
     assert main(["convert", "--audio-encoder", str(converted.parent / "mert"), "--language-model", str(qwen), "--out",
                  str(converted)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_convert_command_fixes_what_the_model_hears(converted, tmp_path):
+    """`convert --audio-inputs mix+anchor` writes the setting into the model's and the processor's configs."""
+    root = converted.parent
+    assert main(["convert", "--audio-encoder", str(root / "mert"), "--language-model", str(root / "qwen"), "--out",
+                 str(tmp_path / "base"), "--audio-pooling", "25", "--projector-hidden-sizes", "64", "64",
+                 "--audio-inputs", "mix+anchor"]) == 0
+    config = AutoConfig.from_pretrained(tmp_path / "base", trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(tmp_path / "base", trust_remote_code=True)
+    assert config.audio_inputs == processor.audio_inputs == "mix+anchor" and config.num_audio_clips == 2
