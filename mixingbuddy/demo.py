@@ -25,6 +25,10 @@ DEMO_LEVEL_SPREAD_DB = 1.5  # songs' own stem levels stray ±1.5 dB from nominal
 # on having heard a song's own balance (measured: the classifier alone on 600 x 10 s reaches 72 % on held-out songs,
 # on 150 x 40 s 61 %)
 DEMO_SONGS, DEMO_SECONDS, DEMO_SAMPLE_RATE = 600, 10.0, 24000
+# The songs' sound: General MIDI instruments from a SoundFont, every stem through a drawn mixing chain (trained on
+# these, the recipe does best on sampled-instrument songs and transfers better to oscillator songs than the other way
+# round: bench/generalisation.py, README "What the demo reaches")
+DEMO_ENGINE = "soundfont"
 DEMO_TEST_ROWS_PER_SONG = 22  # expanded rows (30 per gated 10-s chunk) per test song, measured on the demo corpus
 DEMO_CRITIQUE_SECONDS = 40.0  # the critique's song: a held-out song of its own, long enough for 7 windows
 DEMO_CRITIQUE_SEED_OFFSET = 1000  # its synth seeds start at the demo's seed + this, so it is none of the corpus's songs
@@ -97,7 +101,8 @@ def critique_song(folder: Path, seed: int) -> Path:
         for song_seed in range(seed + DEMO_CRITIQUE_SEED_OFFSET, seed + DEMO_CRITIQUE_SEED_OFFSET + 100):
             shutil.rmtree(candidate, ignore_errors=True)
             synthesize_corpus(candidate, songs=1, seconds=DEMO_CRITIQUE_SECONDS, seed=song_seed, progress=False,
-                              level_spread_db=DEMO_LEVEL_SPREAD_DB, sample_rate=DEMO_SAMPLE_RATE, channels=1)
+                              level_spread_db=DEMO_LEVEL_SPREAD_DB, sample_rate=DEMO_SAMPLE_RATE, channels=1,
+                              engine=DEMO_ENGINE)
             sections = json.loads((candidate / "corpus.json").read_text())["tracks"][0]["sections"]
             if all(DEMO_FLAW["stem"] in section["stems"] for section in sections):
                 candidate.rename(folder)
@@ -171,7 +176,7 @@ def run_demo(
     minutes, disk = demo_estimate(songs, seconds, steps, eval_limit or DEMO_TEST_ROWS_PER_SONG * split_sizes(songs, None)[1])
     print(f"The demo takes about {minutes:.0f} minutes on 2 cores and {disk / 1e9:.1f} GB of disk in {out}.")
     settings = {"seed": seed, "songs": songs, "seconds": seconds, "level_spread_db": DEMO_LEVEL_SPREAD_DB,
-                "sample_rate": DEMO_SAMPLE_RATE, "channels": 1}
+                "sample_rate": DEMO_SAMPLE_RATE, "channels": 1, "engine": DEMO_ENGINE, "mixing_chain": True}
     out = prepare_demo_folder(out, settings, overwrite)
     stems_dir, dataset_dir, cache_dir, model_dir = out / "corpus", out / "dataset", out / "cache", out / "model"
     stages = tqdm(total=5, desc="demo", unit="stage", position=0)
@@ -179,7 +184,7 @@ def run_demo(
     stages.set_postfix_str("synthetic corpus")
     if not stems_dir.exists():  # mono PCM_16 at the model's rate: the stem cache reads it in place, writing nothing
         synthesize_corpus(stems_dir, songs=songs, seconds=seconds, seed=seed, level_spread_db=DEMO_LEVEL_SPREAD_DB,
-                          sample_rate=DEMO_SAMPLE_RATE, channels=1)
+                          sample_rate=DEMO_SAMPLE_RATE, channels=1, engine=DEMO_ENGINE)
     stages.update()
 
     stages.set_postfix_str("data set")
