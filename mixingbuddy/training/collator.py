@@ -66,8 +66,9 @@ class FlawedMixCollator:
         rng = keyed_rng(self.seed, row["uid"], self.epoch)
         if self.fresh_gains:
             row = {**row, "gain_db": float(rng.uniform(row["min_gain_db"], row["max_gain_db"]))}
-        clips = self.cache.render_clips(row, self.clip_names(row))
-        return augment_clips(clips, seed=rng) if self.augment else clips
+        names = self.clip_names(row)
+        clips = self.cache.render_clips(row, names)
+        return augment_clips(clips, seed=rng, mix_index=names.index(MIX_CLIP)) if self.augment else clips
 
     def render(self, row: dict) -> np.ndarray:
         """The row's flawed mix as the model hears it (augmented like the row's other clips)."""
