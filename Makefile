@@ -9,14 +9,14 @@ BIN := $(VENV)/bin
 # The sampled-instrument engine (synth-stems --engine soundfont, the demo's corpus) plays Debian's FluidR3_GM
 # SoundFont (MIT licence) through tinysoundfont. apt needs root: without it, this prints the one line to run.
 SOUNDFONT := /usr/share/sounds/sf2/FluidR3_GM.sf2
+# tinysoundfont is installed without its one declared requirement, pyaudio: that is for live playback (unused here)
+# and needs portaudio's headers to build; the wheel itself is self-contained.
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[test]"
-	# tinysoundfont's one declared requirement, pyaudio, is for live playback (unused here) and needs portaudio's
-	# headers to build; the wheel itself is self-contained
 	$(BIN)/pip install --quiet --no-deps "tinysoundfont==0.3.7"
 	touch $@
 
