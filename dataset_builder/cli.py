@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .gating import GatingThresholds
 
@@ -17,11 +18,15 @@ GATING_OPTIONS = {  # flag -> (MixingBuddyGainConfig field, help)
 def synth_stems(args: argparse.Namespace) -> int:
     from .synth import synthesize_corpus
 
-    synthesize_corpus(
-        args.out, args.songs, args.seconds, args.seed, sample_rate=args.sample_rate, test_songs=args.test_songs,
-        level_spread_db=args.level_spread_db, channels=args.channels, engine=args.engine,
-        mixing_chain=args.mixing_chain,
-    )
+    try:
+        synthesize_corpus(
+            args.out, args.songs, args.seconds, args.seed, sample_rate=args.sample_rate, test_songs=args.test_songs,
+            level_spread_db=args.level_spread_db, channels=args.channels, engine=args.engine,
+            mixing_chain=args.mixing_chain,
+        )
+    except ImportError as error:  # the soundfont engine's renderer is not installed: its message says how
+        print(f"mixingbuddy synth-stems: {error}", file=sys.stderr)
+        return 2
     print(f"Wrote a synthetic MUSDB18HQ-layout corpus to {args.out}")
     return 0
 

@@ -183,3 +183,15 @@ def test_a_missing_tinysoundfont_says_how_to_install_it(monkeypatch, soundfont_p
     monkeypatch.setitem(sys.modules, "tinysoundfont", None)
     with pytest.raises(ImportError, match=r"pip install --no-deps tinysoundfont==0\.3\.7"):
         soundfont.load_soundfont.__wrapped__(soundfont_path)
+
+
+def test_synth_stems_without_tinysoundfont_is_one_line_and_exit_code_2(monkeypatch, tmp_path, capsys):
+    from mixingbuddy.cli import main
+
+    monkeypatch.setitem(sys.modules, "tinysoundfont", None)
+    monkeypatch.setattr(soundfont, "load_soundfont", soundfont.load_soundfont.__wrapped__)  # no font cached already
+    argv = ["synth-stems", "--out", str(tmp_path / "corpus"), "--songs", "1", "--seconds", "10", "--engine", "soundfont"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert err.startswith("mixingbuddy synth-stems: ") and "pip install --no-deps tinysoundfont==0.3.7" in err
+    assert not list(tmp_path.iterdir())  # nothing half-written

@@ -83,9 +83,9 @@ def load_soundfont(path: pathlib.Path):
 
 def reset_synth(sample_rate: int):
     """The process's `Synth` and SoundFont id, rendering at `sample_rate` with every voice and channel reset."""
+    synth, sfid = load_soundfont(find_soundfont())  # first: it says how to install tinysoundfont when it is missing
     from tinysoundfont._tinysoundfont import OutputMode
 
-    synth, sfid = load_soundfont(find_soundfont())
     font = synth.soundfonts[sfid]
     font.reset()  # stops every voice (quickly fading it out) and drops every channel's settings
     font.set_output(OutputMode.StereoInterleaved, sample_rate, synth.gain)  # `Synth` sets its rate only on loading
