@@ -10,7 +10,7 @@ by side). Tokens per example and training seconds per step are recorded per sett
 Writes `OUT/audio_inputs.json`, `.md` (per seed, and mean ± spread) and `.png`; resumes from the JSON.
 
     .venv/bin/python bench/audio_inputs.py [--out bench_out/audio_inputs] [--corpora bench_out/generalisation]
-        [--steps 2000] [--seeds 0 1 2] [--limit ROWS] [--settings mix mix+anchor stems]
+        [--steps 2000] [--seeds 0 1 2] [--limit ROWS] [--settings mix mix+anchor stems] [--no-probe]
 """
 
 from __future__ import annotations
@@ -107,6 +107,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--settings", nargs="+", choices=AUDIO_INPUTS, default=list(AUDIO_INPUTS))
     parser.add_argument("--limit", type=int, default=None, help="score only the first ROWS test rows of each corpus")
+    parser.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
+                        help="also fit the log-mel probe per seed (its features take minutes per setting and process)")
     args = parser.parse_args()
     out, corpora = Path(args.out), Path(args.corpora)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +131,7 @@ def main() -> int:
                 for decoding in ("ranked", "greedy"):
                     rows.append({"model": "demo LM", "decoding": decoding, "seconds_per_step": seconds_per_step,
                                  **common, **result({e: s[decoding] for e, s in scores.items()})})
-            if ("log-mel MLP", setting, seed) not in done:
+            if args.probe and ("log-mel MLP", setting, seed) not in done:
                 metrics = probe_results(features, DEMO_CORPUS, seed, tests=tuple(folders))
                 rows.append({"model": "log-mel MLP", "decoding": "classifier", **common, **result(metrics)})
             write_file_atomic(results_path, json.dumps(rows, indent=2) + "\n")
