@@ -22,9 +22,17 @@ from pathlib import Path
 
 import yaml
 
-from generalisation import TEST_ENGINES, ProbeFeatures, prepare_corpus, probe_results, train_variant
+from generalisation import (
+    TEST_ENGINES,
+    ProbeFeatures,
+    evaluate_on,
+    mean_spread,
+    prepare_corpus,
+    probe_results,
+    train_variant,
+    write_report,
+)
 from mixingbuddy import config_file
-from mixingbuddy.evaluation.generation import evaluate_split
 from mixingbuddy.files import write_file_atomic
 from mixingbuddy.hub.configuration_mixingbuddy import MixingBuddyConfig
 from mixingbuddy.hub.vocabulary_mixingbuddy import AUDIO_INPUTS
@@ -59,15 +67,10 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| model | input | decoding | seeds | tokens | s/step | " + " | ".join(COLUMNS) + " |",
              "|---|---|---|---|---|---|" + "---|" * len(COLUMNS)]
     for (model, setting, decoding), group in groups.items():
-        def spread(key):
-            values = [g[key] for g in group]
-            mean = statistics.mean(values)
-            return f"{mean:.1%} ± {statistics.stdev(values):.1%}" if len(values) > 1 else f"{mean:.1%}"
-
         speeds = [g["seconds_per_step"] for g in group if g.get("seconds_per_step") is not None]
         speed = f"{statistics.mean(speeds):.2f}" if speeds else "—"
         lines.append(f"| {model} | {setting} | {decoding} | {len(group)} | {group[0]['tokens']} | {speed} | "
-                     + " | ".join(spread(c) for c in COLUMNS) + " |")
+                     + " | ".join(mean_spread([g[c] for g in group]) for c in COLUMNS) + " |")
     return "\n".join(lines)
 
 
@@ -124,10 +127,7 @@ def main() -> int:
                 name = f"{setting}-seed{seed}"
                 model_dir, seconds_per_step = train_variant(name, {"audio_inputs": setting}, folders[DEMO_CORPUS], out,
                                                             args.steps, seed)
-                scores = {e: evaluate_split(str(model_dir), folders[e] / "dataset", out / "eval" / name / e,
-                                            folders[e] / "corpus", batch_size=64, limit=args.limit,
-                                            decodings=("ranked", "greedy"), cache_dir=folders[e] / "cache")
-                          for e in folders}
+                scores = evaluate_on(model_dir, folders, out / "eval" / name, args.limit)
                 for decoding in ("ranked", "greedy"):
                     rows.append({"model": "demo LM", "decoding": decoding, "seconds_per_step": seconds_per_step,
                                  **common, **result({e: s[decoding] for e, s in scores.items()})})
@@ -135,10 +135,7 @@ def main() -> int:
                 metrics = probe_results(features, DEMO_CORPUS, seed, tests=tuple(folders))
                 rows.append({"model": "log-mel MLP", "decoding": "classifier", **common, **result(metrics)})
             write_file_atomic(results_path, json.dumps(rows, indent=2) + "\n")
-    table = markdown(rows)
-    write_file_atomic(out / "audio_inputs.md", table + "\n")
-    plot(rows, out / "audio_inputs.png")
-    print(table)
+    write_report(out, "audio_inputs", rows, markdown(rows), plot)
     return 0
 
 

@@ -99,6 +99,26 @@ def probe_results(features: ProbeFeatures, train: str, seed: int, tests=TEST_ENG
                 for engine in tests}
 
 
+def evaluate_on(model_dir: Path, folders: dict[str, Path], out: Path, limit: int | None) -> dict[str, dict]:
+    """Ranked and greedy decoding of a trained model on each corpus's test rows: {corpus: {decoding: metrics}}."""
+    return {name: evaluate_split(str(model_dir), folder / "dataset", out / name, folder / "corpus", batch_size=64,
+                                 limit=limit, decodings=("ranked", "greedy"), cache_dir=folder / "cache")
+            for name, folder in folders.items()}
+
+
+def mean_spread(values) -> str:
+    """The mean ± the standard deviation over seeds (the mean alone for one seed), as percentages."""
+    mean = statistics.mean(values)
+    return f"{mean:.1%} ± {statistics.stdev(values):.1%}" if len(values) > 1 else f"{mean:.1%}"
+
+
+def write_report(out: Path, name: str, rows: list[dict], table: str, plot_rows) -> None:
+    """`out/NAME.md` (the table), `out/NAME.png` (`plot_rows(rows, path)`), and the table printed."""
+    write_file_atomic(out / f"{name}.md", table + "\n")
+    plot_rows(rows, out / f"{name}.png")
+    print(table)
+
+
 def cell(metrics: dict) -> dict:
     return {"joint": metrics["overall"]["joint_accuracy"], "balanced": metrics["by_category"]["no_error"]["joint_accuracy"],
             "n": metrics["overall"]["n"]}
@@ -112,13 +132,9 @@ def summary(rows: list[dict]) -> str:
     head = " | ".join(f"{e} joint | {e} balanced" for e in TEST_ENGINES)
     lines = [f"| model | trained on | decoding | seeds | {head} |", "|---|---|---|---|" + "---|" * 2 * len(TEST_ENGINES)]
 
-    def spread(values):
-        mean = statistics.mean(values)
-        return f"{mean:.1%} ± {statistics.stdev(values):.1%}" if len(values) > 1 else f"{mean:.1%}"
-
     for (model, train, decoding), group in groups.items():
-        values = " | ".join(f"{spread([g[e]['joint'] for g in group])} | {spread([g[e]['balanced'] for g in group])}"
-                            for e in TEST_ENGINES)
+        values = " | ".join(f"{mean_spread([g[e]['joint'] for g in group])} | "
+                            f"{mean_spread([g[e]['balanced'] for g in group])}" for e in TEST_ENGINES)
         lines.append(f"| {model} | {train} | {decoding} | {len(group)} | {values} |")
     return "\n".join(lines)
 
@@ -175,11 +191,8 @@ def main() -> int:
             if ("demo LM", train, seed, "ranked") not in done:
                 model_dir, seconds_per_step = train_variant(f"{train}-seed{seed}", {}, folders[train], out, args.steps,
                                                             seed)
-                scores = {engine: evaluate_split(str(model_dir), folders[engine] / "dataset",
-                                                 out / "eval" / f"{train}-seed{seed}" / engine, folders[engine] / "corpus",
-                                                 batch_size=64, limit=args.limit, decodings=("ranked", "greedy"),
-                                                 cache_dir=folders[engine] / "cache")
-                          for engine in TEST_ENGINES}
+                scores = evaluate_on(model_dir, {engine: folders[engine] for engine in TEST_ENGINES},
+                                     out / "eval" / f"{train}-seed{seed}", args.limit)
                 for decoding in ("ranked", "greedy"):
                     rows.append({"model": "demo LM", "train": train, "seed": seed, "decoding": decoding,
                                  "steps": args.steps, "seconds_per_step": seconds_per_step,
@@ -189,10 +202,7 @@ def main() -> int:
                 rows.append({"model": "log-mel MLP", "train": train, "seed": seed, "decoding": "classifier",
                              **{engine: cell(probe[engine]) for engine in TEST_ENGINES}})
             write_file_atomic(results_path, json.dumps(rows, indent=2) + "\n")  # a rerun goes on from here
-    table = summary(rows)
-    write_file_atomic(out / "generalisation.md", table + "\n")
-    plot(rows, out / "generalisation.png")
-    print(table)
+    write_report(out, "generalisation", rows, summary(rows), plot)
     return 0
 
 
