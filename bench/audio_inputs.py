@@ -1,7 +1,8 @@
 """Which input should the model hear: the mix (the paper's), the mix and the anchor stem, or every stem?
 
-For each `audio_inputs` setting and seed, the demo's recipe (`configs/tiny.yaml` with that setting) is trained on the
-demo's corpus (`bench/generalisation.py`'s "both" corpus: the demo's songs, settings and seed) and scored with ranked
+For each `audio_inputs` setting and seed, the demo's recipe (`configs/tiny.yaml` with that setting) is trained on one
+of `bench/generalisation.py`'s corpora (the demo's songs, settings and seed; `--corpus`: "both" engines by default,
+"soundfont" is the demo's own corpus) and scored with ranked
 and greedy decoding on its test rows — joint accuracy, per category (balanced = `no_error`) and per target stem — and,
 for transfer across timbres, on the test rows of the procedural and the soundfont corpus (the same held-out
 compositions played by one engine). The log-mel statistics MLP is given the same clips (each clip's statistics side
@@ -10,7 +11,7 @@ by side). Tokens per example and training seconds per step are recorded per sett
 Writes `OUT/audio_inputs.json`, `.md` (per seed, and mean ± spread) and `.png`; resumes from the JSON.
 
     .venv/bin/python bench/audio_inputs.py [--out bench_out/audio_inputs] [--corpora bench_out/generalisation]
-        [--steps 2000] [--seeds 0 1 2] [--limit ROWS] [--settings mix mix+anchor stems] [--no-probe]
+        [--corpus both|procedural|soundfont] [--steps 2000] [--seeds 0 1 2] [--limit ROWS] [--settings mix mix+anchor stems] [--no-probe]
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ def audio_tokens(setting: str) -> int:
                              audio_pooling=recipe["audio_pooling"], audio_inputs=setting).audio_tokens_per_prompt
 
 
-def result(metrics: dict[str, dict]) -> dict:
-    """Joint accuracy on the demo corpus's rows, per category and target stem, and on each engine's rows."""
-    demo = metrics[DEMO_CORPUS]
+def result(metrics: dict[str, dict], corpus: str = DEMO_CORPUS) -> dict:
+    """Joint accuracy on the rows of the corpus trained on, per category and target stem, and on each engine's rows."""
+    demo = metrics[corpus]
     return {"joint": demo["overall"]["joint_accuracy"], "n": demo["overall"]["n"],
             **{c: demo["by_category"][c]["joint_accuracy"] for c in CATEGORIES},
             **{t: demo["by_stem"][t]["joint_accuracy"] for t in TARGETS},
@@ -106,6 +107,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_out/audio_inputs")
     parser.add_argument("--corpora", default="bench_out/generalisation", help="bench/generalisation.py's --out")
+    parser.add_argument("--corpus", choices=(DEMO_CORPUS, *TEST_ENGINES), default=DEMO_CORPUS,
+                        help="the corpus trained on and scored per category (default: both engines)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--settings", nargs="+", choices=AUDIO_INPUTS, default=list(AUDIO_INPUTS))
@@ -115,7 +118,7 @@ def main() -> int:
     args = parser.parse_args()
     out, corpora = Path(args.out), Path(args.corpora)
     out.mkdir(parents=True, exist_ok=True)
-    folders = {e: prepare_corpus(corpora / e, e) for e in (DEMO_CORPUS, *TEST_ENGINES)}
+    folders = {e: prepare_corpus(corpora / e, e) for e in dict.fromkeys((args.corpus, *TEST_ENGINES))}
     results_path = out / "audio_inputs.json"
     rows = json.loads(results_path.read_text()) if results_path.exists() else []
     done = {(r["model"], r["setting"], r["seed"]) for r in rows}
@@ -125,15 +128,15 @@ def main() -> int:
             common = {"setting": setting, "seed": seed, "steps": args.steps, "tokens": audio_tokens(setting)}
             if ("demo LM", setting, seed) not in done:
                 name = f"{setting}-seed{seed}"
-                model_dir, seconds_per_step = train_variant(name, {"audio_inputs": setting}, folders[DEMO_CORPUS], out,
+                model_dir, seconds_per_step = train_variant(name, {"audio_inputs": setting}, folders[args.corpus], out,
                                                             args.steps, seed)
                 scores = evaluate_on(model_dir, folders, out / "eval" / name, args.limit)
                 for decoding in ("ranked", "greedy"):
                     rows.append({"model": "demo LM", "decoding": decoding, "seconds_per_step": seconds_per_step,
-                                 **common, **result({e: s[decoding] for e, s in scores.items()})})
+                                 **common, **result({e: s[decoding] for e, s in scores.items()}, args.corpus)})
             if args.probe and ("log-mel MLP", setting, seed) not in done:
-                metrics = probe_results(features, DEMO_CORPUS, seed, tests=tuple(folders))
-                rows.append({"model": "log-mel MLP", "decoding": "classifier", **common, **result(metrics)})
+                metrics = probe_results(features, args.corpus, seed, tests=tuple(folders))
+                rows.append({"model": "log-mel MLP", "decoding": "classifier", **common, **result(metrics, args.corpus)})
             write_file_atomic(results_path, json.dumps(rows, indent=2) + "\n")
     write_report(out, "audio_inputs", rows, markdown(rows), plot)
     return 0
