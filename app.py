@@ -3,6 +3,11 @@ stems present, and get advice for every 10 s window, the song's verdict and a ti
 the mix (`audio_inputs`) gets an upload for the anchor stem ("mix+anchor") or for every stem ("stems") as well.
 
     python app.py --model DIR [--host HOST] [--port PORT]   # no --model: $MIXINGBUDDY_MODEL, else demo_out/model
+    python app.py --study STUDY_DIR [--host HOST] [--port PORT]   # a listening study instead (no model is loaded)
+
+`--study` serves the study that `mixingbuddy study prepare` wrote to STUDY_DIR (`mixingbuddy.study.page`): the page
+asks for a participant code and the consent of `STUDY_DIR/consent.md`, then shows the items to rate; the ratings go to
+`STUDY_DIR/ratings.sqlite`.
 
 The page listens on --host and --port, else on GRADIO_SERVER_NAME and GRADIO_SERVER_PORT (a Space sets them), else on
 127.0.0.1:7860. Gradio's analytics and version check are off (GRADIO_ANALYTICS_ENABLED=False, set by `import
@@ -27,6 +32,7 @@ from mixingbuddy.critique import (
 from mixingbuddy.critique.inputs import STEM_FILE_NAMES, stem_files_by_name
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS, TARGET_STEMS
 from mixingbuddy.models.checkpoints import load_model
+from mixingbuddy.study.page import Study, build_study_page
 
 MAX_MINUTES = 20  # longer songs: the command line, `mixingbuddy critique`, takes any length
 MAX_MEGABYTES = 200  # larger uploads get a message; Gradio itself refuses those over four times as large
@@ -193,8 +199,11 @@ def server_address(args: argparse.Namespace, environ: Mapping[str, str]) -> tupl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None,
+    served = parser.add_mutually_exclusive_group()
+    served.add_argument("--model", default=None,
                         help=f"model folder or Hub id (default: $MIXINGBUDDY_MODEL, else {DEFAULT_MODEL})")
+    served.add_argument("--study", default=None, metavar="STUDY_DIR",
+                        help="serve this listening study (made by `mixingbuddy study prepare`) instead of the critique")
     parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME, else 127.0.0.1")
     parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT, else 7860")
     parser.add_argument("--max-megabytes", type=float, default=MAX_MEGABYTES,
@@ -205,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"app.py: error: {err}", file=sys.stderr)
         return 2
+    if args.study is not None:
+        return serve_study(args.study, host, port)
     model = args.model or os.environ.get("MIXINGBUDDY_MODEL")
     if model is None and not Path(DEFAULT_MODEL).is_dir():
         print(f"app.py: error: no model: run `make demo` to make {DEFAULT_MODEL}, or pass --model DIR (or set "
@@ -215,8 +226,27 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as err:
         print(f"app.py: error: {err}", file=sys.stderr)
         return 2
+    return launch(page, host, port, max_file_size=f"{4 * args.max_megabytes:g}mb")
+
+
+def serve_study(study_dir: str, host: str, port: int) -> int:
+    """Serve the listening study in `study_dir`; refuse (exit 2) a folder without study.json or consent.md."""
     try:
-        page.launch(server_name=host, server_port=port, max_file_size=f"{4 * args.max_megabytes:g}mb")
+        study = Study(study_dir)
+    except (ValueError, OSError) as err:
+        print(f"app.py: error: {err}", file=sys.stderr)
+        return 2
+    if study.consent_is_template():
+        print(f"app.py: warning: {study.consent_file} is still the template: edit it before participants read it",
+              file=sys.stderr)
+    # Gradio may serve the items' audio files and nothing else of the folder: never the database
+    return launch(build_study_page(study), host, port, allowed_paths=[str(path) for path in study.audio.values()])
+
+
+def launch(page, host: str, port: int, **options) -> int:
+    """Serve `page` until stopped; 2 with one line when it cannot listen on `host`:`port`."""
+    try:
+        page.launch(server_name=host, server_port=port, **options)
     except OSError:  # gradio's message names neither the host nor the flags
         print(f"app.py: error: cannot listen on {host}:{port}: the port is in use or the host is not this machine's; "
               "pass another --port or --host", file=sys.stderr)

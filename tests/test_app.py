@@ -46,20 +46,21 @@ def upload_folder(tmp_path_factory) -> Path:
 def server(tmp_path_factory, upload_folder):
     """app.py on a free port with a tiny random checkpoint and an upload limit of 2 MB; yields its address."""
     model = save_tiny_checkpoint(tmp_path_factory.mktemp("app") / "model")
-    yield from serve(model, upload_folder, "--max-megabytes", "2")
+    yield from serve(upload_folder, "--model", str(model), "--max-megabytes", "2")
 
 
 @pytest.fixture(scope="module")
 def anchor_server(tmp_path_factory):
     """app.py on a free port with a tiny random checkpoint that hears the mix and the anchor stem: its address."""
     model = save_tiny_checkpoint(tmp_path_factory.mktemp("app") / "model", audio_inputs="mix+anchor")
-    yield from serve(model, tmp_path_factory.mktemp("anchor_uploads"))
+    yield from serve(tmp_path_factory.mktemp("anchor_uploads"), "--model", str(model))
 
 
-def serve(model: Path, upload_folder: Path, *flags: str):
-    """Start app.py with `model` on a free port, yield its address once it serves, and stop it."""
+def serve(upload_folder: Path, *flags: str):
+    """Start app.py with `flags` (--model DIR or --study DIR, ...) on a free port, yield its address once it serves,
+    and stop it."""
     port = free_port()
-    command = [sys.executable, str(REPO / "app.py"), "--model", str(model), "--port", str(port), *flags]
+    command = [sys.executable, str(REPO / "app.py"), "--port", str(port), *flags]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "GRADIO_TEMP_DIR": str(upload_folder)})
     url = f"http://127.0.0.1:{port}/"
