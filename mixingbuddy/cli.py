@@ -66,6 +66,8 @@ def evaluate(args: argparse.Namespace) -> int:
     decodings = tuple(dict.fromkeys(args.decoding))
     check_evaluation_arguments(decodings, args.batch_size, args.limit)
     model = resolve_model(args.model)
+    if args.semantic_model is not None:
+        resolve_model(args.semantic_model)  # a missing encoder fails now, not after the generator has loaded
     stems = check_audio(args.dataset, args.stems)
     run = {"model": args.model, "dataset": args.dataset, "split": args.split, "decodings": list(decodings),
            "batch_size": args.batch_size, "limit": args.limit, "load_in_4bit": args.load_in_4bit,
@@ -78,7 +80,7 @@ def evaluate(args: argparse.Namespace) -> int:
         model, args.dataset, out, stems, split=args.split, batch_size=args.batch_size, limit=args.limit,
         decodings=decodings, cache_dir=args.cache_dir, resume=args.resume, device=args.device,
         dtype=torch_dtype(args.dtype), load_in_4bit=args.load_in_4bit, ranked_chunk_size=args.ranked_chunk_size,
-        on_ready=functools.partial(start_output, **output),
+        semantic_model=args.semantic_model, on_ready=functools.partial(start_output, **output),
     )
     if not processes.is_main_process:
         return 0
@@ -87,9 +89,46 @@ def evaluate(args: argparse.Namespace) -> int:
         print(
             f"{decoding}: joint {o['joint_accuracy']:.1%}, stem {o['stem_accuracy']:.1%}, direction "
             f"{o['direction_accuracy']:.1%}, magnitude {o['magnitude_accuracy']:.1%}, unparseable "
-            f"{o['unparseable_share']:.1%}, impossible {o['impossible_share']:.1%} (n = {o['n']})"
+            f"{o['unparseable_share']:.1%}, impossible {o['impossible_share']:.1%}"
+            + (f", semantic similarity {o['semantic_similarity']:.3f}" if "semantic_similarity" in o else "")
+            + f" (n = {o['n']})"
         )
     print(f"Wrote predictions, metrics and plots to {args.out}")
+    return 0
+
+
+def judge(args: argparse.Namespace) -> int:
+    from .evaluation.generation import check_output, start_output
+    from .evaluation.judge import judge_predictions, judge_run
+    from .evaluation.rubric import CRITERIA
+
+    check_device(args.device)
+    dtype = torch_dtype(args.dtype)
+    run = judge_run(args.predictions, args.judge_model, limit=args.limit, constrained=args.constrained,
+                    max_new_tokens=args.max_new_tokens, dtype=dtype, load_in_4bit=args.load_in_4bit)
+    inputs = {"predictions": args.predictions, "judge model": args.judge_model, "study": args.study}
+    output = {"out_dir": args.out, "run": run, "overwrite": args.overwrite, "resume": args.resume, "kind": "judgment",
+              "protected": {name: path for name, path in inputs.items() if path is not None}}
+    out = check_output(**output)  # nothing is written before the judge has loaded
+    ratings = None
+    if args.study is not None:
+        from .study.export import study_rows
+
+        ratings = study_rows(args.study)[1]
+    summary = judge_predictions(
+        args.predictions, args.judge_model, out, batch_size=args.batch_size, limit=args.limit,
+        constrained=args.constrained, max_new_tokens=args.max_new_tokens, device=args.device, dtype=dtype,
+        load_in_4bit=args.load_in_4bit, resume=args.resume, ratings=ratings, run=run,
+        on_ready=functools.partial(start_output, **output),
+    )
+    overall = summary["overall"]
+    means = ", ".join(f"{c} {overall[c]:.2f}" if overall[c] is not None else f"{c} -" for c in CRITERIA)
+    print(f"Judged {overall['n']} answers ({overall['unreadable']} unreadable): {means}")
+    if "human_agreement" in summary:
+        human = summary["human_agreement"]
+        print(f"{human['matched']} of the study's {human['rated_answers']} rated answers were judged; Spearman: "
+              + ", ".join(f"{c} {human[c]:.3f}" if human[c] is not None else f"{c} -" for c in CRITERIA))
+    print(f"Wrote judgments.jsonl, summary.json and summary.md to {args.out}")
     return 0
 
 
@@ -208,10 +247,31 @@ def add_model_commands(commands) -> None:
                    help="stem cache root (default: $MIXINGBUDDY_CACHE_DIR or ~/.cache/mixingbuddy/stems)")
     p.add_argument("--ranked-chunk-size", type=int, default=None,
                    help="candidates ranked decoding scores at once; bounds its memory (default: one prompt's, ~90)")
+    p.add_argument("--semantic-model", default=None, metavar="ID_OR_DIR",
+                   help="a transformers encoder (e.g. sentence-transformers/all-MiniLM-L6-v2): adds each answer's "
+                        "semantic similarity to the reference (mean-pooled embeddings, cosine) and its means")
     add_device_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted evaluation with the same arguments")
     p.set_defaults(func=evaluate)
+
+    p = commands.add_parser("judge", help="an LLM rates each answer of an evaluation on the listening study's criteria")
+    p.add_argument("--predictions", required=True, help="a predictions.jsonl that mixingbuddy evaluate wrote")
+    p.add_argument("--judge-model", required=True, metavar="ID_OR_DIR",
+                   help="a chat model with a chat template (e.g. Qwen/Qwen2-7B-Instruct): Hub id or folder")
+    p.add_argument("--out", required=True, help="new folder for judgments.jsonl, summary.json and summary.md")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, default=None, help="judge the first N predictions only")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="longest reply the judge may write (default: 32)")
+    p.add_argument("--constrained", action="store_true",
+                   help="score each criterion by the judge's most likely digit 1-7 after 'criterion: ' instead of "
+                        "reading a free reply (always readable; the digit probabilities are kept)")
+    p.add_argument("--study", default=None, metavar="STUDY_DIR",
+                   help="a listening-study folder: also report the judge's rank correlation with its ratings")
+    add_device_options(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier judgment folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted judgment with the same arguments")
+    p.set_defaults(func=judge)
 
     p = commands.add_parser("export", help="a training result (full, LoRA or QLoRA) as one plain Hub folder")
     p.add_argument("--model", required=True, help="what train_sft.py wrote (its output_dir), or a model folder")
@@ -254,10 +314,13 @@ def add_model_commands(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from dataset_builder.cli import add_dataset_commands
 
+    from .study.cli import add_study_commands
+
     parser = argparse.ArgumentParser(prog="mixingbuddy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_model_commands(commands)
     add_dataset_commands(commands)
+    add_study_commands(commands)
     return parser
 
 

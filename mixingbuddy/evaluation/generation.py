@@ -26,6 +26,7 @@ from . import DECODINGS
 from .decoding import decode_advice
 from .report import prediction_line, write_report
 from .scoring import example_uid, prediction_record
+from .semantic import SentenceEmbedder, add_semantic_similarity
 
 
 def generate_advice(
@@ -69,29 +70,35 @@ def on_main_process(state: PartialState, function, *args, **kwargs):
     return outcome[0]
 
 
-def check_output(out_dir: str | Path, run: dict, overwrite: bool = False, resume: bool = False, protected=()) -> Path:
-    """The evaluation folder, checked before any model loads and left as it is: clear of the inputs (`protected`), and
-    new, or an earlier evaluation with `overwrite`, or with `resume` one of the same `run` (model files included)."""
+def check_output(
+    out_dir: str | Path, run: dict, overwrite: bool = False, resume: bool = False, protected=(), kind: str = "evaluation"
+) -> Path:
+    """The output folder (of an evaluation, or another `kind` of run such as "judgment"), checked before any model
+    loads and left as it is: clear of the inputs (`protected`), and new, or an earlier one of its kind with
+    `overwrite`, or with `resume` one of the same `run` (model files included)."""
     if not resume:
-        return check_output_folder(out_dir, overwrite, kind="evaluation", protected=protected)
+        return check_output_folder(out_dir, overwrite, kind=kind, protected=protected)
     path = check_location(out_dir, protected)
-    earlier = (read_marker(path) or {}).get("run") or {}
+    marker = read_marker(path) or {}
+    earlier = (marker.get("run") or {}) if marker.get("kind") == kind else {}
     if {**earlier, "model_files": None} != {**run, "model_files": None}:
-        raise ValueError(f"{path} holds no evaluation with these arguments to resume; start one without --resume.")
+        raise ValueError(f"{path} holds no {kind} with these arguments to resume; start one without --resume.")
     if earlier.get("model_files") != run.get("model_files"):
         raise ValueError(f"The files of model {run['model']} changed since {path} was begun; resuming would mix two "
                          "models' answers: evaluate again with --overwrite.")
     return path
 
 
-def start_output(out_dir: str | Path, run: dict, overwrite: bool = False, resume: bool = False, protected=()) -> Path:
-    """`check_output` again once the model has loaded, then, unless resuming, the earlier evaluation deleted (no stale
-    sub-folder of it survives) and the new folder marked with `run`."""
-    path = check_output(out_dir, run, overwrite, resume, protected)
+def start_output(
+    out_dir: str | Path, run: dict, overwrite: bool = False, resume: bool = False, protected=(), kind: str = "evaluation"
+) -> Path:
+    """`check_output` again once the model has loaded, then, unless resuming, the earlier output deleted (no stale
+    sub-folder of it survives) and the new folder marked with `kind` and `run`."""
+    path = check_output(out_dir, run, overwrite, resume, protected, kind)
     if not resume:
         if path.exists():
             shutil.rmtree(path)
-        write_marker(path, "evaluation", run=run)
+        write_marker(path, kind, run=run)
     return path
 
 
@@ -111,6 +118,7 @@ def evaluate_split(
     dtype=None,
     load_in_4bit: bool = False,
     ranked_chunk_size: int | None = None,
+    semantic_model: str | None = None,
     on_ready=None,
 ) -> dict[str, dict]:
     """Generate advice for `split` of `dataset` (a folder or Hub id) and write, per decoding, `predictions.jsonl`,
@@ -122,8 +130,9 @@ def evaluate_split(
     600}). Predictions are appended to `predictions.jsonl` batch by batch; with `resume`, the whole batches already
     there are kept and the run goes on from there, to the same files an uninterrupted run writes. The model loads on
     `device` in `dtype`, with `load_in_4bit` in NF4 (`load_model`); ranked decoding scores `ranked_chunk_size`
-    candidates at a time. `on_ready()` (`start_output`, say) runs on the main process once the rows and the model are
-    ready, before anything is written.
+    candidates at a time. With `semantic_model` (an encoder's folder or Hub id, `semantic.SentenceEmbedder`), every
+    record gets the `semantic_similarity` of its answer to the reference and the metrics get its means. `on_ready()`
+    (`start_output`, say) runs on the main process once the rows and the models are ready, before anything is written.
 
     Under `accelerate launch` every process loads the model on its own device and answers every P-th batch of the same
     batches one process would answer; the main process writes the answers in row order, and every process returns
@@ -136,6 +145,7 @@ def evaluate_split(
         rows = rows.select(range(min(limit, len(rows))))
     model, processor = load_model(model_path, device=device, dtype=dtype, load_in_4bit=load_in_4bit)
     collator = FlawedMixCollator(processor, stems_dir, cache_dir=cache_dir)
+    embedder = SentenceEmbedder(semantic_model, device) if semantic_model and state.is_main_process else None
     if on_ready is not None:
         on_main_process(state, on_ready)
     results = {}
@@ -147,8 +157,10 @@ def evaluate_split(
         )
         path = target / "predictions.jsonl"
         records = _predict(advise, rows, n, batch_size, path, resume, f"evaluate ({decoding})", state)
+        if embedder is not None:  # the main process's records, the only whole ones
+            records = add_semantic_similarity(records, embedder, batch_size)
         run = {"model": str(model_path), "dataset": str(dataset), "split": split, "decoding": decoding, "rows": n,
-               "version": __version__}
+               **({"semantic_model": semantic_model} if semantic_model else {}), "version": __version__}
         results[decoding] = on_main_process(state, write_report, records, target, run)
     return results
 

@@ -29,13 +29,17 @@ def _percent(value: float, n: int) -> str:
 def _accuracy_row(summary: dict) -> list:
     n, n_error = summary["n"], summary["n_error"]
     accuracies = [_percent(summary[f"{key}_accuracy"], n) for key in ("joint", "stem", "direction")]
-    return [n, *accuracies, _percent(summary["magnitude_accuracy"], n_error)]
+    similarity = [f"{summary['semantic_similarity']:.3f}" if n else "—"] if "semantic_similarity" in summary else []
+    return [n, *accuracies, _percent(summary["magnitude_accuracy"], n_error), *similarity]
 
 
 def metrics_markdown(metrics: Mapping) -> str:
-    """The metrics as markdown: overall, Table I (detection), Tables II–IV (by category, stem and direction)."""
+    """The metrics as markdown: overall, Table I (detection), Tables II–IV (by category, stem and direction), with a
+    column of mean semantic similarity when the answers were scored for it."""
     overall = metrics["overall"]
     accuracy_header = ["N", "Joint", "Stem", "Direction", "Magnitude"]
+    if "semantic_similarity" in overall:
+        accuracy_header.append("Semantic similarity")
     sections = [
         "## Overall",
         markdown_table(

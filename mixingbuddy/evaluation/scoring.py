@@ -143,8 +143,9 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
 
 
-def summarize(grades: list[dict]) -> dict:
-    """Accuracies and shares of a group of graded examples (0.0 for an empty group, never NaN)."""
+def summarize(grades: list[dict], similarity: bool = False) -> dict:
+    """Accuracies and shares of a group of graded examples (0.0 for an empty group, never NaN), and with
+    `similarity` the mean `semantic_similarity` of their answers to the references."""
     flawed = [g for g in grades if g["correct"]["magnitude"] is not None]
     summary = {"n": len(grades), "n_error": len(flawed)}
     for key in ACCURACY_KEYS:
@@ -152,6 +153,8 @@ def summarize(grades: list[dict]) -> dict:
         summary[f"{key}_accuracy"] = _ratio(sum(g["correct"][key] for g in pool), len(pool))
     summary["unparseable_share"] = _ratio(sum(g["unparseable"] for g in grades), len(grades))
     summary["impossible_share"] = _ratio(sum(g["impossible"] for g in grades), len(grades))
+    if similarity:
+        summary["semantic_similarity"] = _ratio(sum(g["semantic_similarity"] for g in grades), len(grades))
     return summary
 
 
@@ -197,12 +200,13 @@ def detection_table(task_answer: Callable[[Mapping], str | None], grades: list[d
 
 
 def graded(records: Iterable[Mapping]) -> list[dict]:
-    """Each record's `grade`, with its true error category."""
-    return [{**grade(record), "category": record["error_category"]} for record in records]
+    """Each record's `grade`, with its true error category and its `semantic_similarity` (None when not scored)."""
+    return [{**grade(record), "category": record["error_category"],
+             "semantic_similarity": record.get("semantic_similarity")} for record in records]
 
 
-def _grouped(grades: list[dict], group_of: Callable[[dict], str], groups: Iterable[str]) -> dict:
-    return {group: summarize([g for g in grades if group_of(g) == group]) for group in groups}
+def _grouped(grades: list[dict], group_of: Callable[[dict], str], groups: Iterable[str], similarity: bool) -> dict:
+    return {group: summarize([g for g in grades if group_of(g) == group], similarity) for group in groups}
 
 
 def score_predictions(records: Iterable[Mapping]) -> dict:
@@ -211,13 +215,15 @@ def score_predictions(records: Iterable[Mapping]) -> dict:
     Each record needs `generated`, `target_stem`, `error_category`, `anchor_stem` (None skips the anchor check) and
     `stems_present`. Returns `overall` (`summarize`), `error_detection`, `stem_identification`, `direction_prediction`
     (`detection_table`), and `by_category`, `by_stem` (true stem; "none" for balanced mixes) and `by_direction` (true
-    direction), each group a `summarize` dict. Every group is present, empty ones with n = 0.
+    direction), each group a `summarize` dict. Every group is present, empty ones with n = 0. When every record has
+    a `semantic_similarity` (`semantic.add_semantic_similarity`), every group has its mean.
     """
     grades = graded(records)
+    similarity = bool(grades) and all(g["semantic_similarity"] is not None for g in grades)
     return {
-        "overall": summarize(grades),
+        "overall": summarize(grades, similarity),
         **{task: detection_table(answer, grades) for task, answer in DETECTION_TASKS.items()},
-        "by_category": _grouped(grades, lambda g: g["category"], CATEGORIES),
-        "by_stem": _grouped(grades, lambda g: g["truth"]["stem"] or "none", TARGET_STEMS + ("none",)),
-        "by_direction": _grouped(grades, lambda g: g["truth"]["direction"], DIRECTIONS),
+        "by_category": _grouped(grades, lambda g: g["category"], CATEGORIES, similarity),
+        "by_stem": _grouped(grades, lambda g: g["truth"]["stem"] or "none", TARGET_STEMS + ("none",), similarity),
+        "by_direction": _grouped(grades, lambda g: g["truth"]["direction"], DIRECTIONS, similarity),
     }

@@ -23,7 +23,7 @@ from ..hub.vocabulary_mixingbuddy import (
     describe_stems,
     format_response,
 )
-from .checkpoints import save_hub_folder
+from .checkpoints import quiet_progress, save_hub_folder
 from .convert import processor_for
 
 PAD_TOKEN = "<|endoftext|>"  # Qwen2's padding token
@@ -115,3 +115,45 @@ def save_tiny_checkpoint(out_dir: str | os.PathLike, seed: int = 0, **config_kwa
     """`mixingbuddy tiny-checkpoint OUT`: a tiny random model folder in Hub layout."""
     model, processor = build_tiny_model_and_processor(seed=seed, **config_kwargs)
     return save_hub_folder(model, processor, out_dir)
+
+
+# A plain ChatML template (text only) for the tiny tokenizer when it stands in for a chat model such as a judge's.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}" + START_OF_TURN + "{{ message['role'] }}\n{{ message['content'] }}" + END_OF_TURN
+    + "\n{% endfor %}{% if add_generation_prompt %}" + START_OF_TURN + "assistant\n{% endif %}"
+)
+
+
+def save_tiny_chat_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """A tiny random Qwen2 chat model with the tiny tokenizer and a ChatML template: a stand-in for the LLM judge
+    that loads with `AutoModelForCausalLM` and `AutoTokenizer`, offline."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.chat_template = CHATML_TEMPLATE
+    config = Qwen2Config(**{**TINY_TEXT_CONFIG, "max_position_embeddings": 4096}, vocab_size=len(tokenizer),
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    with quiet_progress():
+        model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return Path(out_dir)
+
+
+def save_tiny_encoder(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """A tiny random BERT encoder with the tiny tokenizer: a stand-in for a sentence-embedding model that loads with
+    `AutoModel` and `AutoTokenizer`, offline."""
+    from transformers import BertConfig, BertModel
+
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.model_max_length = 512
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    with quiet_progress():
+        BertModel(config).eval().save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return Path(out_dir)
