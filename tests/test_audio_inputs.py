@@ -336,6 +336,26 @@ def test_the_collator_augments_an_examples_clips_alike(synthetic_data, rows):
         assert row["min_gain_db"] - 1e-2 <= 20 * np.log10(g_times_gain / g) <= row["max_gain_db"] + 1e-2
 
 
+def test_other_spread_moves_the_accompaniment_alone_in_every_clip_and_is_seeded(synthetic_data, rows):
+    collator = collator_for("stems", synthetic_data, other_spread_db=6.0, seed=3)
+    row = flawed_row(rows)
+    names, clips = collator.clip_names(row), collator.render_clips(row)
+    chunk = collator.cache.chunk(row["track"], row["start_sec"], row["end_sec"])  # [stems, samples]
+    other = chunk[STEMS.index("other")]
+    assert other.any()
+    other_gain = float(clips[names.index("other")] @ other / (other @ other))
+    assert 0.5 <= other_gain <= 2.0 and abs(20 * np.log10(other_gain)) > 1e-3  # within ±6 dB, and moved
+    for name, clip in zip(names[:-1], clips):
+        gain = db_to_gain(row["gain_db"]) if name == row["target_stem"] else other_gain if name == "other" else 1.0
+        np.testing.assert_allclose(clip, gain * chunk[STEMS.index(name)], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.sum(clips[:-1], axis=0), clips[-1], atol=1e-6)  # the mix holds the moved stem
+    again = collator_for("stems", synthetic_data, other_spread_db=6.0, seed=3).render_clips(row)
+    np.testing.assert_array_equal(again[names.index("other")], clips[names.index("other")])  # the same seed, the same draw
+    np.testing.assert_array_equal(collator.eval_copy().render_clips(row)[-1], collator.cache.render(row))
+    with pytest.raises(ValueError, match="other_spread_db"):
+        collator_for("mix", synthetic_data, other_spread_db=-1)
+
+
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_evaluation_and_the_statistics_baseline_take_every_setting(setting, synthetic_data, rows):
     collator = collator_for(setting, synthetic_data)

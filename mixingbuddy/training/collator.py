@@ -24,18 +24,24 @@ class FlawedMixCollator:
     gain in every clip that holds it. The prompt is the row's instruction after the clips' labelled placeholders.
     Training collators also augment the clips (one gain, SNR and DC offset per example, noise per clip) and, with
     `fresh_gains`, replace the row's gain by a new one drawn uniformly within its category's range, so every pass over
-    the data hears every chunk at new levels; both draws use a seed derived from (seed, uid, epoch), so that a run is
+    the data hears every chunk at new levels, and with `other_spread_db` move `other` by a gain drawn uniformly within
+    ±that many dB (`other` is never a target nor an anchor: how loud the accompaniment sits is not what the advice is
+    about, and songs differ in it far more than the corpus's level spread); the draws use a seed derived from (seed, uid, epoch), so that a run is
     reproducible whatever the order, the number of workers or a resume. Prompt, audio and padding positions of
     `labels` are -100.
     """
 
     def __init__(
-        self, processor, stems_dir, cache_dir=None, augment: bool = False, seed: int = 0, fresh_gains: bool = False
+        self, processor, stems_dir, cache_dir=None, augment: bool = False, seed: int = 0, fresh_gains: bool = False,
+        other_spread_db: float = 0.0,
     ):
+        if not 0 <= other_spread_db <= 24:
+            raise ValueError(f"other_spread_db must be from 0 to 24 dB, got {other_spread_db}.")
         self.processor = processor
         self.cache = StemCache(stems_dir, processor.sampling_rate, cache_dir=cache_dir)
         self.augment = augment
         self.fresh_gains = fresh_gains
+        self.other_spread_db = other_spread_db
         self.seed = seed
         self.epoch = 0
         self._prompts: dict[tuple[str, str], str] = {}
@@ -44,6 +50,7 @@ class FlawedMixCollator:
         """The same collator (sharing its stem cache and prompts) without augmentation, for evaluation."""
         other = copy.copy(self)
         other.augment = other.fresh_gains = False
+        other.other_spread_db = 0.0
         return other
 
     def prompt(self, instruction: str, anchor: str) -> str:
@@ -61,13 +68,14 @@ class FlawedMixCollator:
 
     def render_clips(self, row: dict) -> list[np.ndarray]:
         """The row's clips (`clip_names`), float32 [samples] each, augmented alike when training."""
-        if not (self.augment or self.fresh_gains):
+        if not (self.augment or self.fresh_gains or self.other_spread_db):
             return self.cache.render_clips(row, self.clip_names(row))
         rng = keyed_rng(self.seed, row["uid"], self.epoch)
         if self.fresh_gains:
             row = {**row, "gain_db": float(rng.uniform(row["min_gain_db"], row["max_gain_db"]))}
+        other_gain_db = float(rng.uniform(-self.other_spread_db, self.other_spread_db)) if self.other_spread_db else 0.0
         names = self.clip_names(row)
-        clips = self.cache.render_clips(row, names)
+        clips = self.cache.render_clips(row, names, other_gain_db)
         return augment_clips(clips, seed=rng, mix_index=names.index(MIX_CLIP)) if self.augment else clips
 
     def render(self, row: dict) -> np.ndarray:
