@@ -66,7 +66,8 @@ def rebalance(corpus: Path, out: Path, sd_db: float, other_db: float, seed: int 
 def score(model: Path, folder: Path, out: Path, limit: int) -> dict:
     metrics = evaluate_split(str(model), folder / "dataset", out, folder / "corpus", batch_size=64, limit=limit,
                              decodings=("ranked",), cache_dir=folder / "cache")["ranked"]
-    return {"joint": metrics["overall"]["joint_accuracy"], "balanced": metrics["by_category"]["no_error"]["joint_accuracy"]}
+    return {"joint": metrics["overall"]["joint_accuracy"],
+            "balanced": metrics["by_category"]["no_error"]["joint_accuracy"]}
 
 
 def markdown(rows: list[dict], tests: list[str]) -> str:
