@@ -192,7 +192,9 @@ class Participant:
             self.page.wait_for_timeout(500)
             self.page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
         submit.dblclick() if double_click else submit.click()
-        expect(self.page.locator("#item-heading")).not_to_have_text(f"Item {number} of {len(self.items)}")
+        # the next item or the thank-you (Gradio may drop a hidden screen from the page or keep it hidden)
+        heading = f"Item {number} of {len(self.items)}"
+        expect(self.page.locator("#item-heading:visible", has_text=heading)).to_have_count(0)
 
     def skip(self, number: int) -> None:
         self.responses[(self.code, self.expect_item(number))] = (True, None, "")
