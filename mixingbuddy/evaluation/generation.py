@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import shutil
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from ..models.devices import local_device
 from ..training.collator import FlawedMixCollator
 from . import DECODINGS
 from .decoding import decode_advice
-from .report import prediction_line, write_report
+from .report import jsonl_line, read_whole_lines, write_report
 from .scoring import example_uid, prediction_record
 from .semantic import SentenceEmbedder, add_semantic_similarity
 
@@ -180,7 +179,7 @@ def _predict(
     main = state.is_main_process
     if main:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(map(prediction_line, done)))
+        path.write_text("".join(map(jsonl_line, done)))
     records = list(done)
     starts = range(len(done), n, batch_size)
     with (
@@ -194,7 +193,7 @@ def _predict(
             if main:
                 new = [prediction_record(row, text) for batch, answers in zip(batches, texts)
                        for row, text in zip(batch, answers)]
-                file.write("".join(map(prediction_line, new)))
+                file.write("".join(map(jsonl_line, new)))
                 file.flush()
                 records += new
             progress.update(len(batches))
@@ -208,7 +207,5 @@ def _batch(rows, start: int, batch_size: int, n: int) -> list[dict]:
 def _whole_batches(path: Path, batch_size: int, n: int) -> list[dict]:
     """The records of an earlier run's `predictions.jsonl`, cut to whole batches (a killed run may have left half a
     line, or half a batch written by an older version)."""
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
+    records = read_whole_lines(path)
     return records[: n if len(records) >= n else len(records) // batch_size * batch_size]

@@ -16,6 +16,7 @@ from ..files import error_summary, folder_fingerprint
 from ..models.checkpoints import SMALL_MODEL_PARAMETERS, nf4_config, quiet_progress, resolve_model
 from ..models.devices import compute_dtype, local_device
 from .judge_report import summarize_judgments, write_summary
+from .report import jsonl_line, read_whole_lines
 from .rubric import CRITERIA, RUBRIC_VERSION, format_scores, parse_scores, reply_prefix, rubric_messages
 
 JUDGMENTS = "judgments.jsonl"
@@ -158,17 +159,6 @@ def judge_batch(model, tokenizer, records: list[Mapping], judge_model: str, cons
     return [{**b, "reply": reply, "scores": parse_scores(reply)} for b, reply in zip(base, replies)]
 
 
-def judgment_line(judgment: Mapping) -> str:
-    return json.dumps(judgment, ensure_ascii=False) + "\n"
-
-
-def read_judgments(path: Path) -> list[dict]:
-    """The whole lines of an earlier run's `judgments.jsonl` (a killed run may have left half a line)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
-
-
 def judge_predictions(
     predictions: str | Path,
     judge_model: str,
@@ -203,18 +193,18 @@ def judge_predictions(
     if on_ready is not None:
         on_ready()
     path = Path(out_dir) / JUDGMENTS
-    judgments = read_judgments(path) if resume else []
+    judgments = read_whole_lines(path) if resume else []
     done = {j["uid"] for j in judgments}
     if not done <= {r["uid"] for r in records}:
         raise ValueError(f"{path} holds judgments of other predictions; judge again without --resume.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(map(judgment_line, judgments)))
+    path.write_text("".join(map(jsonl_line, judgments)))
     todo = [r for r in records if r["uid"] not in done]
     with open(path, "a") as file:
         for start in tqdm(range(0, len(todo), batch_size), desc="judge", unit="batch"):
             new = judge_batch(model, tokenizer, todo[start : start + batch_size], judge_model, constrained,
                               max_new_tokens)
-            file.write("".join(map(judgment_line, new)))
+            file.write("".join(map(jsonl_line, new)))
             file.flush()
             judgments += new
     summary = summarize_judgments(judgments, records, ratings)

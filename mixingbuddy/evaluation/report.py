@@ -138,9 +138,17 @@ def plot_confusions(records: Iterable[Mapping], out_dir: str | os.PathLike) -> l
 # ---------------------------------------------------------------------------------------------
 
 
-def prediction_line(record: Mapping) -> str:
-    """One line of `predictions.jsonl`."""
+def jsonl_line(record: Mapping) -> str:
+    """One line of a JSON-lines file (`predictions.jsonl`, the judge's `judgments.jsonl`)."""
     return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def read_whole_lines(path: Path) -> list[dict]:
+    """The records of an earlier run's JSON-lines file, whole lines only (a killed run may have left half a line);
+    none when there is no file."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
 
 
 def write_report(records: Iterable[Mapping], out_dir: str | os.PathLike, run: Mapping | None = None) -> dict:
@@ -150,7 +158,7 @@ def write_report(records: Iterable[Mapping], out_dir: str | os.PathLike, run: Ma
     records = list(records)
     out_dir = Path(out_dir)
     metrics = score_predictions(records)
-    write_file_atomic(out_dir / "predictions.jsonl", "".join(map(prediction_line, records)))
+    write_file_atomic(out_dir / "predictions.jsonl", "".join(map(jsonl_line, records)))
     recorded = metrics if run is None else {**metrics, "run": dict(run)}
     write_file_atomic(out_dir / "metrics.json", json.dumps(recorded, indent=2) + "\n")
     write_file_atomic(out_dir / "metrics.md", metrics_markdown(metrics))
