@@ -32,7 +32,7 @@ from mixingbuddy.critique import (
 from mixingbuddy.critique.inputs import STEM_FILE_NAMES, stem_files_by_name
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS, TARGET_STEMS
 from mixingbuddy.models.checkpoints import load_model
-from mixingbuddy.study.page import Study, build_study_page
+from mixingbuddy.study.page import STUDY_CSS, Study, build_study_page
 
 MAX_MINUTES = 20  # longer songs: the command line, `mixingbuddy critique`, takes any length
 MAX_MEGABYTES = 200  # larger uploads get a message; Gradio itself refuses those over four times as large
@@ -240,7 +240,8 @@ def serve_study(study_dir: str, host: str, port: int) -> int:
         print(f"app.py: warning: {study.consent_file} is still the template: edit it before participants read it",
               file=sys.stderr)
     # Gradio may serve the items' audio files and nothing else of the folder: never the database
-    return launch(build_study_page(study), host, port, allowed_paths=[str(path) for path in study.audio.values()])
+    return launch(build_study_page(study), host, port, allowed_paths=[str(path) for path in study.audio.values()],
+                  css=STUDY_CSS)
 
 
 def launch(page, host: str, port: int, **options) -> int:

@@ -179,6 +179,10 @@ class Participant:
         submit = self.page.get_by_role("button", name="Submit", exact=True)
         preferred = None
         if len(shown) == 2:  # refused until a preference is chosen too
+            for criterion in CRITERIA:  # each scale's seven points on one line, in half of the page
+                tops = {round(box["y"]) for box in (self.page.locator(f"#{criterion}-{label} label").nth(i).bounding_box()
+                                                    for label in "AB" for i in range(7))}
+                assert len(tops) == 1, f"the {criterion} scale wraps onto {len(tops)} lines"
             submit.click()
             expect(self.page.locator("#item-message")).to_contain_text("Choose which advice is better (A or B)")
             self.page.locator("#preferred").get_by_label("B", exact=True).check()

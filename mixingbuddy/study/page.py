@@ -13,6 +13,11 @@ from . import CONSENT_FILE, CONSENT_MARKER, CRITERIA, SCALE, answer_order, item_
 from .database import DATABASE_FILE, StudyDatabase
 
 LABELS = ("A", "B")  # an A/B item's answers as shown, in the participant's blind order; the systems are never shown
+# The seven points of a scale on one line, even in half of a 1,200 px page (an A/B item's column)
+STUDY_CSS = """
+.scale .wrap { flex-wrap: nowrap; gap: 4px; }
+.scale .wrap label { flex: 1 1 0; min-width: 0; justify-content: center; padding-left: 4px; padding-right: 4px; }
+"""
 
 
 class Study:
@@ -100,7 +105,7 @@ def build_study_page(study: Study):
                     with gr.Column(elem_id=f"answer-{label}") as column:
                         advice.append(gr.Markdown(elem_id=f"advice-{label}"))
                         scales += [gr.Radio(list(SCALE), label=name.capitalize(), info=description,
-                                            elem_id=f"{name}-{label}") for name, description in CRITERIA.items()]
+                                            elem_id=f"{name}-{label}", elem_classes=["scale"]) for name, description in CRITERIA.items()]
                     columns.append(column)
             preferred = gr.Radio(list(LABELS), label="Which advice is better?", visible=False, elem_id="preferred")
             comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="comment")
