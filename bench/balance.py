@@ -10,10 +10,11 @@ usual, so "balanced" means the moved balance):
   engineer's balance: the anchor and the target move too).
 
 Scores (ranked decoding, the first `--limit` test rows) the models given with `--model NAME=DIR`, and trains the
-demo's recipe with `other_spread_db` for each `--other-spread` value and seed. Writes `OUT/balance.json` and `.md`.
+demo's recipe, hearing `--audio-inputs`, with `other_spread_db` for each `--other-spread` value and seed. Writes
+`OUT/balance.json` and `.md`.
 
     .venv/bin/python bench/balance.py [--out bench_out/balance] [--corpora bench_out/generalisation]
-        [--model demo=demo_out/model] [--other-spread 6] [--seeds 0] [--limit 660]
+        [--model demo=demo_out/model] [--other-spread 6] [--audio-inputs mix] [--seeds 0] [--limit 660]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataset_builder import build_dataset
 from dataset_builder.levels import db_to_gain
 from mixingbuddy.evaluation.generation import evaluate_split
 from mixingbuddy.files import write_file_atomic
-from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
+from mixingbuddy.hub.vocabulary_mixingbuddy import AUDIO_INPUTS, STEMS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from generalisation import prepare_corpus, train_variant  # noqa: E402
@@ -87,6 +88,7 @@ def main() -> int:
                         help="a trained model to score (the last '=' splits the name from the folder)")
     parser.add_argument("--other-spread", type=float, nargs="*", default=[6.0],
                         help="train the demo's recipe with these other_spread_db values (0: the recipe as it is)")
+    parser.add_argument("--audio-inputs", choices=AUDIO_INPUTS, default="mix", help="what the trained models hear")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--limit", type=int, default=660)
@@ -103,9 +105,10 @@ def main() -> int:
     models = dict(spec.rsplit("=", 1) for spec in args.model)  # a name may hold "=", a folder rarely does
     for spread in args.other_spread:
         for seed in args.seeds:
-            name = f"recipe, other_spread_db={spread:g}, seed {seed}"
-            models[name] = train_variant(f"other{spread:g}-seed{seed}", {"other_spread_db": spread}, soundfont, out,
-                                         args.steps, seed)[0]
+            name = f"recipe, {args.audio_inputs}, other_spread_db={spread:g}, seed {seed}"
+            models[name] = train_variant(f"{args.audio_inputs}-other{spread:g}-seed{seed}",
+                                         {"other_spread_db": spread, "audio_inputs": args.audio_inputs}, soundfont,
+                                         out, args.steps, seed)[0]
     results_path = out / "balance.json"
     rows = json.loads(results_path.read_text()) if results_path.exists() else []
     for name, model in models.items():
