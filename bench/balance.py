@@ -87,7 +87,7 @@ def main() -> int:
     parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
                         help="a trained model to score (the last '=' splits the name from the folder)")
     parser.add_argument("--other-spread", type=float, nargs="*", default=[6.0],
-                        help="train the demo's recipe with these other_spread_db values (0: the recipe as it is)")
+                        help="train the demo's recipe with these other_spread_db values (0: other never moved)")
     parser.add_argument("--audio-inputs", choices=AUDIO_INPUTS, default="mix", help="what the trained models hear")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=2000)
