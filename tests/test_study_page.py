@@ -14,7 +14,7 @@ import soundfile as sf
 from playwright.sync_api import expect
 from test_app import ARTIFACTS, browser, needs_chromium, serve  # noqa: F401 (browser: the fixture)
 
-from mixingbuddy.study import CRITERIA, answer_order, item_order
+from mixingbuddy.study import CRITERIA, SCALE, answer_order, item_order
 from mixingbuddy.study.database import DATABASE_FILE, StudyDatabase
 from mixingbuddy.study.page import Study, chosen_ratings
 from mixingbuddy.study import CONSENT_TEMPLATE
@@ -179,9 +179,10 @@ class Participant:
         submit = self.page.get_by_role("button", name="Submit", exact=True)
         preferred = None
         if len(shown) == 2:  # refused until a preference is chosen too
-            for criterion in CRITERIA:  # each scale's seven points on one line, in half of the page
-                tops = {round(box["y"]) for box in (self.page.locator(f"#{criterion}-{label} label").nth(i).bounding_box()
-                                                    for label in "AB" for i in range(7))}
+            for criterion in CRITERIA:  # each scale's points on one line, in half of the page
+                points = [self.page.locator(f"#{criterion}-{label} label").nth(i)
+                          for label in "AB" for i in range(len(SCALE))]
+                tops = {round(point.bounding_box()["y"]) for point in points}
                 assert len(tops) == 1, f"the {criterion} scale wraps onto {len(tops)} lines"
             submit.click()
             expect(self.page.locator("#item-message")).to_contain_text("Choose which advice is better (A or B)")

@@ -105,7 +105,8 @@ def build_study_page(study: Study):
                     with gr.Column(elem_id=f"answer-{label}") as column:
                         advice.append(gr.Markdown(elem_id=f"advice-{label}"))
                         scales += [gr.Radio(list(SCALE), label=name.capitalize(), info=description,
-                                            elem_id=f"{name}-{label}", elem_classes=["scale"]) for name, description in CRITERIA.items()]
+                                            elem_id=f"{name}-{label}", elem_classes=["scale"])
+                                   for name, description in CRITERIA.items()]
                     columns.append(column)
             preferred = gr.Radio(list(LABELS), label="Which advice is better?", visible=False, elem_id="preferred")
             comment = gr.Textbox(label="Comment (optional)", lines=2, elem_id="comment")
