@@ -35,7 +35,7 @@ from mixingbuddy.files import write_file_atomic
 from mixingbuddy.hub.vocabulary_mixingbuddy import AUDIO_INPUTS, STEMS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from generalisation import prepare_corpus, train_variant  # noqa: E402
+from generalisation import cell, prepare_corpus, train_variant  # noqa: E402
 
 VARIANTS = {"other+6": (0.0, 6.0), "spread2": (2.0, 0.0), "spread4": (4.0, 0.0)}  # (sd of every stem, other's move)
 TRAIN_SONGS = 12  # the builder wants a train split: a few unchanged songs (never scored)
@@ -65,10 +65,9 @@ def rebalance(corpus: Path, out: Path, sd_db: float, other_db: float, seed: int 
 
 
 def score(model: Path, folder: Path, out: Path, limit: int) -> dict:
-    metrics = evaluate_split(str(model), folder / "dataset", out, folder / "corpus", batch_size=64, limit=limit,
-                             decodings=("ranked",), cache_dir=folder / "cache")["ranked"]
-    return {"joint": metrics["overall"]["joint_accuracy"],
-            "balanced": metrics["by_category"]["no_error"]["joint_accuracy"]}
+    """Ranked decoding of `model` on `folder`'s first `limit` test rows: joint and balanced accuracy, rows."""
+    return cell(evaluate_split(str(model), folder / "dataset", out, folder / "corpus", batch_size=64, limit=limit,
+                               decodings=("ranked",), cache_dir=folder / "cache")["ranked"])
 
 
 def markdown(rows: list[dict], tests: list[str]) -> str:
