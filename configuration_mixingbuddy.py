@@ -7,11 +7,11 @@ from transformers import HubertConfig, Qwen2Config
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 try:  # the package mixingbuddy.hub, or transformers_modules.<folder> for a saved folder
-    from .vocabulary_mixingbuddy import AUDIO_INPUTS, AUDIO_TOKEN, num_audio_clips
+    from .vocabulary_mixingbuddy import AUDIO_INPUTS, AUDIO_TOKEN, mix_clip_index, num_audio_clips
 except ImportError:  # a top-level module, from a folder on sys.path: `import configuration_mixingbuddy`
     if __package__:
         raise
-    from vocabulary_mixingbuddy import AUDIO_INPUTS, AUDIO_TOKEN, num_audio_clips
+    from vocabulary_mixingbuddy import AUDIO_INPUTS, AUDIO_TOKEN, mix_clip_index, num_audio_clips
 
 # MERT-v1-330M: a HuBERT-large layout (stable layer norm, conv front-end with a total stride of 320 samples).
 MERT_V1_330M_AUDIO_CONFIG = {
@@ -75,6 +75,9 @@ class MixingBuddyConfig(PreTrainedConfig):
         audio_inputs (`"mix"`, `"mix+anchor"` or `"stems"`): the clips the model hears per prompt, each at its own
             labelled placeholder, all through the same encoder and projector: the mix (the paper); the mix and the
             anchor stem alone; or every stem, the anchor first, then the mix (see `vocabulary_mixingbuddy.audio_clips`).
+        clip_levels (`bool`): with several clips, add to every token of a clip an embedding of the clip's RMS level
+            relative to the mix's, in dB (floored at -60): the relative levels a balance judgement rests on, given
+            outright instead of left for the tokens to carry (`bench/level_oracle.py` measures what they are worth).
         audio_token (`str`), audio_token_id (`int`): the placeholder expanded by the processor.
         aux_loss (`"norm"`, `"label"` or `None`): `"norm"` pulls the mean L2 norm of the audio tokens to the mean norm
             of the prompt's text-token embeddings (the squared log of their ratio); `"label"` trains a head on pooled
@@ -102,6 +105,7 @@ class MixingBuddyConfig(PreTrainedConfig):
     projector_dropout: float = 0.3
     audio_pooling: int = 1
     audio_inputs: str = "mix"
+    clip_levels: bool = False
     audio_token: str = AUDIO_TOKEN
     audio_token_id: int = 151646
     aux_loss: str | None = "norm"
@@ -138,6 +142,11 @@ class MixingBuddyConfig(PreTrainedConfig):
                 f"audio_inputs must be one of {AUDIO_INPUTS} (the mix; the mix and the anchor stem; every stem and "
                 f"the mix), got {self.audio_inputs!r}."
             )
+        if self.clip_levels and self.num_audio_clips == 1:
+            raise ValueError(
+                "clip_levels needs several clips (audio_inputs 'mix+anchor' or 'stems'): a mix alone has no level "
+                "relative to another clip."
+            )
 
     @property
     def num_audio_states(self) -> int:
@@ -169,6 +178,11 @@ class MixingBuddyConfig(PreTrainedConfig):
     def num_audio_clips(self) -> int:
         """Clips per prompt: 1 (`mix`), 2 (`mix+anchor`) or 5 (`stems`)."""
         return num_audio_clips(self.audio_inputs)
+
+    @property
+    def mix_clip_index(self) -> int:
+        """Where the mix sits among a prompt's clips."""
+        return mix_clip_index(self.audio_inputs)
 
     @property
     def audio_tokens_per_prompt(self) -> int:

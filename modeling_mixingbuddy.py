@@ -113,6 +113,28 @@ class MixingBuddyAdviceHead(nn.Module):
         return self.classifier(audio_embeds.mean(dim=-2).flatten(1))
 
 
+class MixingBuddyClipLevelEmbedding(nn.Module):
+    """Each clip's RMS level relative to its prompt's mix (dB, within [-60, 20]) -> a vector added to every token of
+    the clip: Linear -> GELU -> Linear on the level in units of 20 dB. The processor normalises a prompt's clips
+    together, so the ratios of their energies are those of the audio."""
+
+    def __init__(self, config: MixingBuddyConfig, hidden_size: int = 64):
+        super().__init__()
+        self.mix_index = config.mix_clip_index
+        self.mlp = nn.Sequential(
+            nn.Linear(1, hidden_size), nn.GELU(), nn.Linear(hidden_size, config.text_config.hidden_size)
+        )
+
+    def levels(self, input_values: torch.Tensor) -> torch.Tensor:
+        # input_values: [batch, clips, samples] -> relative levels [batch, clips] in dB
+        energy = input_values.float().pow(2).mean(-1) + 1e-10
+        return (10 * torch.log10(energy / energy[:, self.mix_index, None])).clamp(-60.0, 20.0)
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        # input_values: [batch, clips, samples] -> [batch, clips, text_dim]
+        return self.mlp(self.levels(input_values).unsqueeze(-1) / 20)
+
+
 class MixingBuddyConvBlock(nn.Module):
     """Conv1d (kernel 3, same length) → GELU → LayerNorm, with a residual connection."""
 
@@ -184,7 +206,9 @@ class MixingBuddyPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["Qwen2DecoderLayer", "HubertEncoderLayerStableLayerNorm", "HubertEncoderLayer"]
     # Never quantized (bitsandbytes skips these), and in float32 when the rest loads in float16: the frozen encoder
     # (in bfloat16 its features move by 1.1–1.4 %) and the small modules trained in full beside LoRA
-    _keep_in_fp32_modules = ["model.audio_tower", "model.layer_weights", "model.projector", "advice_head"]
+    _keep_in_fp32_modules = [
+        "model.audio_tower", "model.layer_weights", "model.projector", "model.clip_levels", "advice_head"
+    ]
     _skip_keys_device_placement = "cache"
     _supports_sdpa = True
     _supports_flash_attn = True
@@ -212,6 +236,7 @@ class MixingBuddyModel(MixingBuddyPreTrainedModel):
             self.audio_tower = HubertModel(config.audio_config)
         self.layer_weights = MixingBuddyLayerWeights(config.num_audio_states)
         self.projector = MixingBuddyProjector(config)
+        self.clip_levels = MixingBuddyClipLevelEmbedding(config) if config.clip_levels else None
         self.language_model = Qwen2Model(config.text_config)
         if config.freeze_audio_tower:
             self.audio_tower.requires_grad_(False)
@@ -244,12 +269,16 @@ class MixingBuddyModel(MixingBuddyPreTrainedModel):
 
     def get_audio_features(self, input_values: torch.Tensor) -> torch.Tensor:
         """Raw 24 kHz clips [..., samples] ([batch, samples] or [batch, clips, samples]) -> audio tokens
-        [..., num_audio_tokens, text_dim]. Every clip goes through the tower and projector in one batch of clips."""
+        [..., num_audio_tokens, text_dim]. Every clip goes through the tower and projector in one batch of clips; with
+        `clip_levels`, each clip's tokens also carry its level relative to the mix."""
         clips = input_values.reshape(-1, input_values.shape[-1])  # [total_clips, samples]
         tower_dtype = next(self.audio_tower.parameters()).dtype
         mixed = self.layer_weights(self.audio_hidden_state_stack(clips.to(tower_dtype)))
         tokens = self.projector(mixed.to(self.projector.output.weight.dtype))  # [total_clips, tokens, text_dim]
-        return tokens.reshape(*input_values.shape[:-1], *tokens.shape[1:])
+        tokens = tokens.reshape(*input_values.shape[:-1], *tokens.shape[1:])
+        if self.clip_levels is not None:  # input_values: [batch, clips, samples]
+            tokens = tokens + self.clip_levels(input_values).unsqueeze(-2).to(tokens.dtype)
+        return tokens
 
     def check_audio_clips(self, input_ids: torch.LongTensor, input_values: torch.Tensor) -> None:
         """`input_values` holds `config.num_audio_clips` clips for each prompt of `input_ids`."""

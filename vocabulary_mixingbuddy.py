@@ -87,6 +87,11 @@ def num_audio_clips(audio_inputs: str) -> int:
     return len(audio_clips(audio_inputs, TARGET_STEMS[0]))
 
 
+def mix_clip_index(audio_inputs: str) -> int:
+    """Where the mix sits among a prompt's clips under an `audio_inputs` setting (the same for every anchor)."""
+    return audio_clips(audio_inputs, TARGET_STEMS[0]).index(MIX_CLIP)
+
+
 def clip_label(clip: str, anchor: str) -> str:
     """The label in front of a clip's placeholder: "Mix", "Reference (vocals)" for the anchor, "Bass"."""
     return REFERENCE_LABEL.format(anchor=anchor) if clip == anchor else clip.capitalize()

@@ -6,12 +6,15 @@ of `bench/generalisation.py`'s corpora (the demo's songs, settings and seed; `--
 and greedy decoding on its test rows — joint accuracy, per category (balanced = `no_error`) and per target stem — and,
 for transfer across timbres, on the test rows of the procedural and the soundfont corpus (the same held-out
 compositions played by one engine). The log-mel statistics MLP is given the same clips (each clip's statistics side
-by side). Tokens per example and training seconds per step are recorded per setting.
+by side). Tokens per example and training seconds per step are recorded per setting. With `--clip-levels` the
+multi-clip settings are trained with `clip_levels` (each clip's level relative to the mix given to its tokens) and
+recorded as "SETTING + levels".
 
 Writes `OUT/audio_inputs.json`, `.md` (per seed, and mean ± spread) and `.png`; resumes from the JSON.
 
     .venv/bin/python bench/audio_inputs.py [--out bench_out/audio_inputs] [--corpora bench_out/generalisation]
-        [--corpus both|procedural|soundfont] [--steps 2000] [--seeds 0 1 2] [--limit ROWS] [--settings mix mix+anchor stems] [--no-probe]
+        [--corpus both|procedural|soundfont] [--steps 2000] [--seeds 0 1 2] [--limit ROWS] [--settings mix mix+anchor stems] [--clip-levels]
+        [--no-probe]
 """
 
 from __future__ import annotations
@@ -44,10 +47,14 @@ CATEGORIES = ("very_quiet", "quiet", "no_error", "loud", "very_loud")
 TARGETS = ("bass", "drums", "vocals")
 
 
+LEVELS = " + levels"  # the suffix of a setting trained with clip_levels
+
+
 def audio_tokens(setting: str) -> int:
     recipe = yaml.safe_load(config_file("tiny.yaml").read_text())
     return MixingBuddyConfig(audio_frontend="log_mel", mel_hop_length=recipe["mel_hop_length"],
-                             audio_pooling=recipe["audio_pooling"], audio_inputs=setting).audio_tokens_per_prompt
+                             audio_pooling=recipe["audio_pooling"],
+                             audio_inputs=setting.removesuffix(LEVELS)).audio_tokens_per_prompt
 
 
 def result(metrics: dict[str, dict], corpus: str = DEMO_CORPUS) -> dict:
@@ -88,15 +95,16 @@ def plot(rows: list[dict], path: Path, corpus: str = DEMO_CORPUS):
     shown = [("joint", "demo corpus, joint"), ("no_error", "balanced mixes"),
              *((f"{e} joint", f"{e} test songs") for e in TEST_ENGINES if e != corpus)]
     kinds = [(m, d) for m, d in (("demo LM", "ranked"), ("log-mel MLP", "classifier"))]
+    bars = [(s, kind) for kind in kinds for s in dict.fromkeys(r["setting"] for r in rows if r["model"] == kind[0])]
     width, centre = 0.8 / len(shown), (len(shown) - 1) / 2
     for k, (key, label) in enumerate(shown):
-        for x, (setting, (model, decoding)) in enumerate((s, kind) for kind in kinds for s in AUDIO_INPUTS):
+        for x, (setting, (model, decoding)) in enumerate(bars):
             values = [100 * r[key] for r in rows if (r["setting"], r["model"], r["decoding"]) == (setting, model, decoding)]
             if values:
                 at = x + (k - centre) * width
                 ax.bar(at, statistics.mean(values), width, color=f"C{k}", label=label if x == 0 else None)
                 ax.plot([at] * len(values), values, "k.", markersize=4)
-    ticks = [f"{'LM' if m == 'demo LM' else 'MLP'}: {s}" for m, _ in kinds for s in AUDIO_INPUTS]
+    ticks = [f"{'LM' if m == 'demo LM' else 'MLP'}: {s}".replace(LEVELS, "\n+ levels") for s, (m, _) in bars]
     ax.set_xticks(range(len(ticks)), ticks, fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%), ranked / classifier")
@@ -117,6 +125,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--settings", nargs="+", choices=AUDIO_INPUTS, default=list(AUDIO_INPUTS))
     parser.add_argument("--limit", type=int, default=None, help="score only the first ROWS test rows of each corpus")
+    parser.add_argument("--clip-levels", action="store_true",
+                        help="train mix+anchor and stems with clip_levels (recorded as 'SETTING + levels')")
     parser.add_argument("--probe", action=argparse.BooleanOptionalAction, default=True,
                         help="also fit the log-mel probe per seed (its features take minutes per setting and process)")
     args = parser.parse_args()
@@ -126,14 +136,17 @@ def main() -> int:
     results_path = out / "audio_inputs.json"
     rows = json.loads(results_path.read_text()) if results_path.exists() else []
     done = {(r["model"], r["setting"], r["seed"]) for r in rows}
-    for setting in args.settings:
-        features = ProbeFeatures(folders, args.limit, audio_inputs=setting)
+    for audio_inputs in args.settings:
+        levels = args.clip_levels and audio_inputs != "mix"
+        setting = audio_inputs + LEVELS if levels else audio_inputs
+        features = ProbeFeatures(folders, args.limit, audio_inputs=audio_inputs)
         for seed in args.seeds:
             common = {"setting": setting, "seed": seed, "steps": args.steps, "tokens": audio_tokens(setting)}
             if ("demo LM", setting, seed) not in done:
-                name = f"{setting}-seed{seed}"
-                model_dir, seconds_per_step = train_variant(name, {"audio_inputs": setting}, folders[args.corpus], out,
-                                                            args.steps, seed)
+                name = f"{setting}-seed{seed}".replace(LEVELS, "-levels")
+                overrides = {"audio_inputs": audio_inputs, **({"clip_levels": True} if levels else {})}
+                model_dir, seconds_per_step = train_variant(name, overrides, folders[args.corpus], out, args.steps,
+                                                            seed)
                 scores = evaluate_on(model_dir, folders, out / "eval" / name, args.limit)
                 for decoding in ("ranked", "greedy"):
                     rows.append({"model": "demo LM", "decoding": decoding, "seconds_per_step": seconds_per_step,

@@ -29,7 +29,7 @@ def convert(args: argparse.Namespace) -> int:
     config = {"audio_frontend": args.audio_frontend, "audio_pooling": args.audio_pooling,
               "aux_loss": None if args.aux_loss == "none" else args.aux_loss,
               "aux_loss_weight": args.aux_loss_weight, "projector_dropout": args.projector_dropout,
-              "audio_inputs": args.audio_inputs}
+              "audio_inputs": args.audio_inputs, "clip_levels": args.clip_levels}
     if args.projector_hidden_sizes is not None:
         config["projector_hidden_sizes"] = args.projector_hidden_sizes
     if args.audio_frontend == "log_mel":
@@ -209,6 +209,8 @@ def add_model_commands(commands) -> None:
     p.add_argument("--audio-inputs", choices=AUDIO_INPUTS, default="mix",
                    help="what the model hears: mix (the paper), mix+anchor (the mix, then the anchor stem alone) or "
                         "stems (every stem, then the mix); critique then needs --anchor-audio or --stems-dir")
+    p.add_argument("--clip-levels", action="store_true",
+                   help="with mix+anchor or stems: give each clip's level relative to the mix to its tokens")
     p.add_argument("--projector-dropout", type=float, default=0.3)
     p.add_argument("--projector-hidden-sizes", type=int, nargs="+", default=None,
                    help="the projector's hidden widths (default: 2048 4096 4096 2048, the paper's)")

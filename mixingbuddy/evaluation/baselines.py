@@ -11,7 +11,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..hub.vocabulary_mixingbuddy import ADVICE_CLASSES, TARGET_STEMS, advice_stems, format_response
+from dataset_builder.seeding import keyed_rng
+
+from ..hub.vocabulary_mixingbuddy import ADVICE_CLASSES, STEMS, TARGET_STEMS, advice_stems, format_response
 from ..training.collator import advice_labels
 from .scoring import prediction_record, score_predictions
 
@@ -57,6 +59,56 @@ def log_mel_statistics(rows: Sequence[dict], collator, log_mel, batch_size: int 
         statistics = torch.cat([frames.mean(1), frames.std(1)], dim=-1)  # [batch × clips, 2 × num_mel_bins]
         features.append(statistics.reshape(len(batch), -1))
     return torch.cat(features)
+
+
+class StemLevels:
+    """Each stem's level in a row's flawed mix relative to the mix's level, computed exactly from the stems: what a
+    listener who could solo every stem would know, and all a balance judgement can rest on when the flaw is a gain.
+
+    A classifier on these levels (`stem_level_features`) is a level oracle: its errors are the rows that perfect level
+    knowledge leaves ambiguous under the corpus's balance convention, an estimate of the best accuracy any input
+    setting can reach. Each chunk's Gram matrix of the stems (`cache.chunk`) is computed once, so any gains are then
+    exact and cheap: the mix's energy is wᵀGw and stem s's is w_s² G_ss.
+    """
+
+    def __init__(self, cache, floor_db: float = -60.0):
+        self.cache, self.floor_db = cache, floor_db
+        self._grams: dict[tuple, np.ndarray] = {}
+
+    def gram(self, row: dict) -> np.ndarray:
+        key = (row["track"], row["start_sec"], row["end_sec"])
+        if key not in self._grams:
+            stems = self.cache.chunk(*key).astype(np.float64)  # [len(STEMS), samples]
+            self._grams[key] = stems @ stems.T  # [len(STEMS), len(STEMS)]
+        return self._grams[key]
+
+    def __call__(self, row: dict, gain_db: float, other_gain_db: float = 0.0) -> np.ndarray:
+        """[len(STEMS)] level of each stem minus the mix's, in dB (at least `floor_db`), the target moved by
+        `gain_db` and `other` by `other_gain_db`; a stem the row leaves out is at the floor."""
+        weights = np.array([float(stem in (row.get("stems_present") or STEMS)) for stem in STEMS])
+        weights[STEMS.index(row["target_stem"])] *= 10 ** (gain_db / 20)
+        weights[STEMS.index("other")] *= 10 ** (other_gain_db / 20)
+        gram = self.gram(row)
+        stem_energy = weights**2 * np.diag(gram)  # [len(STEMS)]
+        relative = 10 * np.log10((stem_energy + 1e-20) / (weights @ gram @ weights + 1e-20))
+        return np.maximum(relative, self.floor_db)
+
+
+def stem_level_features(
+    rows: Sequence[dict], levels: StemLevels, seed: int | None = None, other_spread_db: float = 0.0
+) -> torch.Tensor:
+    """[rows, len(STEMS) + len(TARGET_STEMS)] `StemLevels` of the rows (at their own gains) and the anchor one-hot.
+    With `seed`, each row's gain is drawn anew within its category and `other` moved within ±`other_spread_db`, from a
+    generator keyed by (seed, uid), as the training collator's `fresh_gains` and `other_spread_db` do."""
+    features = []
+    for row in rows:
+        gain_db, other_gain_db = row["gain_db"], 0.0
+        if seed is not None:
+            rng = keyed_rng(seed, row["uid"], "stem levels")
+            gain_db = float(rng.uniform(row["min_gain_db"], row["max_gain_db"]))
+            other_gain_db = float(rng.uniform(-other_spread_db, other_spread_db)) if other_spread_db else 0.0
+        features.append(levels(row, gain_db, other_gain_db))
+    return torch.cat([torch.tensor(np.stack(features), dtype=torch.float32), anchor_one_hot(rows)], dim=-1)
 
 
 def anchor_one_hot(rows: Sequence[dict]) -> torch.Tensor:
@@ -181,11 +233,13 @@ def advice_head_logits(model, collator, rows: Sequence[dict], batch_size: int = 
 
 __all__ = [
     "StatisticsClassifier",
+    "StemLevels",
     "advice_head_logits",
     "class_advice",
     "fit_statistics_classifier",
     "log_mel_statistics",
     "score_classifier",
     "statistics_baselines",
+    "stem_level_features",
     "train_advice_head",
 ]

@@ -97,7 +97,7 @@ def convert(
     model.model.language_model = text_model.model
     model.lm_head = text_model.lm_head
     torch.manual_seed(seed)
-    fresh = (model.model.layer_weights, model.model.projector, model.advice_head)
+    fresh = (model.model.layer_weights, model.model.projector, model.model.clip_levels, model.advice_head)
     for module in fresh if hubert else (*fresh, model.model.audio_tower):
         if module is not None:
             module.to_empty(device="cpu")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..hub.vocabulary_mixingbuddy import MIX_CLIP, STEMS, audio_clips
 from .collator import FlawedMixCollator
 
 
@@ -19,7 +18,7 @@ def fit_log_mel_statistics(model, collator: FlawedMixCollator, dataset, num_clip
     the audio path alone trained on mix+anchor reached 38 % with statistics of both clips, against 50 % on the mix
     alone)."""
     tower = model.model.audio_tower
-    mix_index = audio_clips(model.config.audio_inputs, STEMS[0]).index(MIX_CLIP)  # the same for every anchor
+    mix_index = model.config.mix_clip_index
     indices = np.linspace(0, len(dataset) - 1, num=min(num_clips, len(dataset))).round().astype(int)
     frames = []
     for start in range(0, len(indices), batch_size):

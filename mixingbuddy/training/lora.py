@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from peft import LoraConfig
     from trl import ModelConfig
 
-TRAINED_MODULES = ("layer_weights", "projector", "advice_head")  # trained in full beside LoRA, saved with the adapter
+TRAINED_MODULES = ("layer_weights", "projector", "clip_levels", "advice_head")  # trained in full beside LoRA, saved with the adapter
 
 
 def paper_model_args(**overrides) -> ModelConfig:
@@ -30,8 +30,8 @@ def lora_config(model_args: ModelConfig, model) -> LoraConfig:
 
     `lora_target_modules` names module suffixes, and HuBERT's attention has `q_proj`, `k_proj` and `v_proj` too, so
     the suffixes become a pattern anchored at `language_model`: the frozen audio tower never gets LoRA. The layer
-    weights, projector and advice head (those the model has) are `modules_to_save`: trained in full, saved with the
-    adapter.
+    weights, projector, clip-level embedding and advice head (those the model has) are `modules_to_save`: trained in
+    full, saved with the adapter.
     """
     from trl import get_peft_config
 

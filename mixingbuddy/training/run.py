@@ -30,7 +30,7 @@ from .trainer import MixingBuddySFTTrainer
 
 
 # The config fields fixed when a model is made: a model folder's own, a different value is refused
-ARCHITECTURE_FIELDS = ("audio_frontend", "audio_pooling", "mel_hop_length", "aux_loss", "audio_inputs")
+ARCHITECTURE_FIELDS = ("audio_frontend", "audio_pooling", "mel_hop_length", "aux_loss", "audio_inputs", "clip_levels")
 logger = logging.getLogger(__name__)
 
 
@@ -39,8 +39,8 @@ class MixingBuddyArguments:
     """Where the audio comes from, and the MixingBuddy settings of the model (`ModelConfig.model_name_or_path`: a folder
     `mixingbuddy convert` or `tiny-checkpoint` wrote, a Hub id of one, or with `tiny` a tiny model built in memory).
 
-    The architecture (`audio_frontend`, `audio_pooling`, `mel_hop_length`, `aux_loss`, `audio_inputs`) is the model
-    folder's: unset, it is taken from there, and a different value is refused (convert again). `aux_loss_weight` and
+    The architecture (`audio_frontend`, `audio_pooling`, `mel_hop_length`, `aux_loss`, `audio_inputs`,
+    `clip_levels`) is the model folder's: unset, it is taken from there, and a different value is refused (convert again). `aux_loss_weight` and
     `projector_dropout` only change how the model trains.
     """
 
@@ -62,6 +62,10 @@ class MixingBuddyArguments:
     audio_inputs: str | None = field(
         default=None,
         metadata={"help": "The clips the model hears: 'mix' (the paper), 'mix+anchor' or 'stems' (each stem, mix)."},
+    )
+    clip_levels: bool | None = field(
+        default=None,
+        metadata={"help": "With several clips, give each clip's level relative to the mix to its tokens."},
     )
     aux_loss_weight: float | None = None
     projector_dropout: float = 0.3
