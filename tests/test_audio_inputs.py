@@ -415,3 +415,62 @@ def test_convert_writes_the_setting_into_the_model_and_processor(tmp_path):
     prompts, clips = prompts_and_clips(processor)
     with torch.no_grad():
         assert model(**processor(text=prompts, audio=clips, sampling_rate=24000)).logits.isfinite().all()
+
+
+# ---------------------------------------------------------------------------------------------
+# clip_levels: each clip's level relative to the mix, given to its tokens
+# ---------------------------------------------------------------------------------------------
+
+
+def stems_and_mix(gains_db=(0.0, 0.0, 0.0, 0.0), silent: int | None = None, seed=0) -> list[np.ndarray]:
+    """Four noise stems at the given gains (one silent if asked), then their sum: the clips of a "stems" prompt."""
+    stems = [clip * np.float32(db_to_gain(g)) for clip, g in zip(make_clips(4, seed=seed), gains_db)]
+    if silent is not None:
+        stems[silent] = np.zeros_like(stems[silent])
+    return [*stems, np.sum(stems, axis=0)]
+
+
+def test_clip_levels_read_each_clip_against_the_mix_whatever_the_overall_gain():
+    model, processor = build_tiny_model_and_processor(audio_inputs="stems", clip_levels=True, aux_loss="label")
+    prompts, _ = prompts_and_clips(processor, anchors=("drums",))
+    clips = stems_and_mix(gains_db=(6.0, 0.0, -3.0, 0.0), silent=3)
+    expected = [10 * np.log10(np.mean(c.astype(np.float64) ** 2) / np.mean(clips[4].astype(np.float64) ** 2))
+                for c in clips[:3]]
+    for overall in (1.0, 0.05):  # the processor normalises a prompt's clips together: only ratios remain
+        values = processor(text=prompts, audio=[[c * overall for c in clips]], sampling_rate=24000)["input_values"]
+        levels = model.model.clip_levels.levels(values)[0]
+        torch.testing.assert_close(levels[:3], torch.tensor(expected, dtype=torch.float32), atol=0.01, rtol=0)
+        assert levels[3] == -60.0 and levels[4] == 0.0  # the silent stem at the floor; the mix is the reference
+    assert expected[0] - expected[1] == pytest.approx(6.0, abs=0.2)  # the +6 dB stem reads 6 dB above its neighbour
+
+
+def test_clip_levels_add_one_vector_per_clip_and_train():
+    model, processor = build_tiny_model_and_processor(audio_inputs="mix+anchor", clip_levels=True, aux_loss="label")
+    prompts, clips = prompts_and_clips(processor)
+    inputs = processor(text=prompts, audio=clips, sampling_rate=24000, responses=["The mix is balanced.", "Raise it."])
+    values = inputs["input_values"]  # [2 prompts, 2 clips, samples]
+    with torch.no_grad():
+        with_levels = model.model.get_audio_features(values)  # [2, 2, tokens, 64]
+        embedding, model.model.clip_levels = model.model.clip_levels, None
+        without = model.model.get_audio_features(values)
+        model.model.clip_levels = embedding
+    torch.testing.assert_close(with_levels - without, embedding(values)[:, :, None].expand_as(without))
+    model.train()
+    model(**inputs, advice_labels=torch.tensor([0, 5])).loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.model.clip_levels.parameters())
+
+
+def test_clip_levels_need_several_clips_and_round_trip(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    with pytest.raises(ValueError, match="clip_levels needs several clips"):
+        MixingBuddyConfig(clip_levels=True)
+    folder = save_tiny_checkpoint(tmp_path / "levels", audio_inputs="stems", clip_levels=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+    assert model.config.clip_levels and model.model.clip_levels.mix_index == 4
+    original, _ = build_tiny_model_and_processor(seed=0, audio_inputs="stems", clip_levels=True)
+    for name, tensor in original.model.clip_levels.state_dict().items():
+        torch.testing.assert_close(model.model.clip_levels.state_dict()[name], tensor)
+    check_model_folder(str(folder), {"clip_levels": True})
+    with pytest.raises(ValueError, match="clip_levels is True"):
+        check_model_folder(str(folder), {"clip_levels": False})

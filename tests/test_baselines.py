@@ -1,15 +1,29 @@
 """Baselines without a language model: class → advice, allowed classes, scoring, the statistics classifier."""
 
+import numpy as np
+import pytest
 import torch
+from datasets import load_dataset
 
+from dataset_builder import StemCache
+from dataset_builder.rows import as_row
 from mixingbuddy.evaluation.baselines import (
+    StemLevels,
     allowed_classes,
     class_advice,
     fit_statistics_classifier,
     log_mel_statistics,
     score_classifier,
+    stem_level_features,
 )
-from mixingbuddy.hub.vocabulary_mixingbuddy import ADVICE_CLASSES, CATEGORIES, STEMS, format_response, parse_advice
+from mixingbuddy.hub.vocabulary_mixingbuddy import (
+    ADVICE_CLASSES,
+    CATEGORIES,
+    MIX_CLIP,
+    STEMS,
+    format_response,
+    parse_advice,
+)
 from mixingbuddy.training.collator import advice_labels
 
 
@@ -72,3 +86,33 @@ def test_log_mel_statistics_are_mean_and_std_per_bin():
     stats = log_mel_statistics(rows, Collator(), frames, batch_size=32)
     assert stats.shape == (70, 4)
     torch.testing.assert_close(stats[9], torch.tensor([9.0, 18.0, 0.0, 0.0]))
+
+
+def test_stem_levels_are_the_rendered_clips_levels_against_the_mix(synthetic_data):
+    stems_dir, dataset_dir, cache_dir = synthetic_data
+    rows = [as_row(r) for r in load_dataset(str(dataset_dir), split="train").select(range(0, 240, 23))]
+    cache = StemCache(stems_dir, 24000, cache_dir=cache_dir)
+    levels = StemLevels(cache)
+    for row in rows:
+        clips = [c.astype(np.float64) for c in cache.render_clips(row, [*STEMS, MIX_CLIP], other_gain_db=3.0)]
+        expected = [max(10 * np.log10(np.mean(c**2) / np.mean(clips[-1] ** 2)), -60.0) for c in clips[:-1]]
+        np.testing.assert_allclose(levels(row, row["gain_db"], 3.0), expected, atol=1e-3)
+    row = next(r for r in rows if r["error_category"] == "no_error")
+    raised = levels(row, 6.0) - levels(row, 0.0)  # the target 6 dB up: it gains 6 dB on itself against the others
+    target = STEMS.index(row["target_stem"])
+    assert raised[target] - np.delete(raised, target).mean() == pytest.approx(6.0, abs=1e-6)
+
+
+def test_stem_level_features_redraw_gains_within_the_category_from_the_seed(synthetic_data):
+    stems_dir, dataset_dir, cache_dir = synthetic_data
+    rows = [as_row(r) for r in load_dataset(str(dataset_dir), split="train").select(range(60))]
+    levels = StemLevels(StemCache(stems_dir, 24000, cache_dir=cache_dir))
+    exact = stem_level_features(rows, levels)
+    assert exact.shape == (60, len(STEMS) + 3) and exact[:, len(STEMS):].sum(1).eq(1).all()  # levels, anchor one-hot
+    fresh = stem_level_features(rows, levels, seed=1, other_spread_db=6.0)
+    torch.testing.assert_close(fresh, stem_level_features(rows, levels, seed=1, other_spread_db=6.0))
+    assert not torch.equal(fresh, stem_level_features(rows, levels, seed=2, other_spread_db=6.0))
+    balanced = [i for i, r in enumerate(rows) if r["error_category"] == "no_error"]
+    other = STEMS.index("other")
+    moved = (fresh[balanced] - exact[balanced]).abs()  # no gain to redraw: only `other` moved, the rest follow the mix
+    assert moved[:, other].max() > 1.0 and moved[:, other].max() <= 6.0 + 1e-4

@@ -142,6 +142,14 @@ def test_trainable_set_is_lora_projector_layer_weights_and_head():
     assert not peft_model.base_model.model.model.audio_tower.training  # frozen tower stays in eval mode
 
 
+def test_lora_trains_the_clip_level_embedding_in_full():
+    model, _ = build_tiny_model_and_processor(audio_inputs="stems", clip_levels=True, aux_loss="label")
+    config = lora_config(paper_model_args(), model)
+    assert config.modules_to_save == ["layer_weights", "projector", "clip_levels", "advice_head"]
+    peft_model = get_peft_model(model, config)
+    assert any("clip_levels.modules_to_save" in n for n, p in peft_model.named_parameters() if p.requires_grad)
+
+
 def test_lm_loss_covers_response_tokens_only():
     tester = MixingBuddyModelTester(aux_loss=None)
     inputs = tester.inputs(with_responses=True)
