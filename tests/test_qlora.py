@@ -241,3 +241,17 @@ def test_convert_command_fixes_what_the_model_hears(converted, tmp_path):
     config = AutoConfig.from_pretrained(tmp_path / "base", trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(tmp_path / "base", trust_remote_code=True)
     assert config.audio_inputs == processor.audio_inputs == "mix+anchor" and config.num_audio_clips == 2
+    assert not config.clip_levels
+
+
+def test_convert_command_gives_clip_levels_to_several_clips_only(converted, tmp_path, capsys):
+    root = converted.parent
+    common = ["convert", "--audio-encoder", str(root / "mert"), "--language-model", str(root / "qwen"),
+              "--audio-pooling", "25", "--projector-hidden-sizes", "64", "64", "--clip-levels"]
+    assert main([*common, "--out", str(tmp_path / "mix")]) == 2
+    err = capsys.readouterr().err
+    assert "clip_levels needs several clips" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "mix").exists()
+    assert main([*common, "--out", str(tmp_path / "stems"), "--audio-inputs", "stems"]) == 0
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "stems", trust_remote_code=True)
+    assert model.config.clip_levels and model.model.clip_levels.mix_index == model.config.num_audio_clips - 1

@@ -73,6 +73,7 @@ def convert(
     check_output_folder(out_dir, overwrite, kind=MODEL_KIND)  # before minutes of loading
     hubert = config_kwargs.get("audio_frontend", "hubert") == "hubert"
     config_kwargs.setdefault("freeze_audio_tower", hubert)
+    MixingBuddyConfig(**config_kwargs)  # a field's error (e.g. clip_levels with one clip) before loading too
     audio_tower = load_mert(audio_encoder) if hubert else None
     tokenizer = AutoTokenizer.from_pretrained(str(language_model), padding_side="left")
     audio_token = config_kwargs.pop("audio_token", MixingBuddyConfig.audio_token)
