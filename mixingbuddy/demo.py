@@ -1,5 +1,5 @@
 """`mixingbuddy demo`: the whole pipeline offline, on CPU — synthetic corpus → data set → tiny model trained with
-`train_sft.py`'s code → evaluation (ranked, greedy and constrained decoding) → a critique of a held-out song with a
+`train_sft.py`'s code → evaluation (ranked and greedy decoding) → a critique of a held-out song with a
 flaw put in."""
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ DEMO_CRITIQUE_SECONDS = 40.0  # the critique's song: a held-out song of its own,
 DEMO_CRITIQUE_SEED_OFFSET = 1000  # its synth seeds start at the demo's seed + this, so it is none of the corpus's songs
 DEMO_COSTS = {  # measured on 2 cores (see README "What the demo reaches"); demo_estimate scales them
     "synth_s_per_song_second": 0.02,
-    "train_s_per_step": 0.24,  # with the evaluations during training
-    "evaluate_s_per_row": 0.04,  # three decodings
+    "train_s_per_step": 0.54,  # five clips (audio_inputs "stems"), with the evaluations during training
+    "evaluate_s_per_row": 0.085,  # two decodings
     "fixed_s": 30.0,
     "fixed_bytes": 60_000_000,
 }
@@ -80,13 +80,19 @@ def check_critique(report: dict, stem: str, min_windows: int = MIN_CRITIQUE_WIND
         )
 
 
-def flawed_song(track_dir: Path, out_path: Path, stem: str, gain_db: float) -> Path:
-    """Write a song's mix with one stem's gain changed by `gain_db` over the whole song."""
+def flawed_song(track_dir: Path, out_dir: Path, stem: str, gain_db: float) -> Path:
+    """Write a song with one stem's gain changed by `gain_db` over the whole song into `out_dir`: `mixture.wav` and
+    each stem (`bass.wav`, …: what `critique --stems-dir` reads), all scaled by one factor so that the mix does not
+    clip and the stems still sum to it. Returns the mixture's path."""
     stems = {name: sf.read(track_dir / f"{name}.wav", dtype="float32") for name in STEMS}
     rate = stems["bass"][1]
-    mix = sum(audio * (db_to_gain(gain_db) if name == stem else 1.0) for name, (audio, _) in stems.items())
-    sf.write(out_path, mix / max(1.0, float(np.abs(mix).max()) / 0.99), rate)
-    return out_path
+    flawed = {name: audio * (db_to_gain(gain_db) if name == stem else 1.0) for name, (audio, _) in stems.items()}
+    scale = 1.0 / max(1.0, float(np.abs(sum(flawed.values())).max()) / 0.99)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, audio in flawed.items():
+        sf.write(out_dir / f"{name}.wav", audio * scale, rate, subtype="FLOAT")
+    sf.write(out_dir / "mixture.wav", sum(flawed.values()) * scale, rate, subtype="FLOAT")
+    return out_dir / "mixture.wav"
 
 
 def critique_song(folder: Path, seed: int) -> Path:
@@ -156,7 +162,7 @@ def run_demo(
     eval_limit: int | None = None, checks: bool = True, overwrite: bool = False, threads: int | None = None,
 ) -> dict:
     """Run every stage, writing to `out`; returns the metrics of each decoding on every test row (ranked in
-    `out/metrics.json`; greedy and constrained in `out/greedy/` and `out/constrained/`). An earlier demo's corpus and
+    `out/metrics.json`; greedy in `out/greedy/`; `mixingbuddy evaluate --decoding constrained` adds the third). An earlier demo's corpus and
     data set are reused when they were made with the same seed, songs and seconds (`prepare_demo_folder`), so a second
     run only retrains and re-evaluates. With `checks`, a model that collapsed or a critique that misses the flaw
     raises a `DemoCheckError` after everything is written. `threads` sets `torch.set_num_threads`."""
@@ -200,14 +206,15 @@ def run_demo(
     stages.set_postfix_str("evaluation")
     results = evaluate_split(
         str(model_dir), dataset_dir, out, stems_dir, split="test", batch_size=64, limit=eval_limit,
-        decodings=("ranked", "greedy", "constrained"), cache_dir=cache_dir,
+        decodings=("ranked", "greedy"), cache_dir=cache_dir,
     )
     stages.update()
 
     stages.set_postfix_str("critique")
     track = critique_song(out / "critique_song", seed)
-    song = flawed_song(track, out / "demo_song.wav", DEMO_FLAW["stem"], DEMO_FLAW["gain_db"])
-    report = critique_file(song, anchor=DEMO_FLAW["anchor"], model=str(model_dir), hop_seconds=DEMO_CRITIQUE_HOP)
+    song = flawed_song(track, out / "demo_song", DEMO_FLAW["stem"], DEMO_FLAW["gain_db"])
+    report = critique_file(song, anchor=DEMO_FLAW["anchor"], model=str(model_dir), hop_seconds=DEMO_CRITIQUE_HOP,
+                           **heard_beside_the_mix(model_dir, song.parent, DEMO_FLAW["anchor"]))
     (out / "critique.json").write_text(json.dumps(report, indent=2) + "\n")
     stages.update()
     stages.close()
@@ -224,6 +231,14 @@ def run_demo(
             check_not_collapsed(predictions)
         check_critique(report, DEMO_FLAW["stem"])
     return results
+
+
+def heard_beside_the_mix(model_dir: Path, song_dir: Path, anchor: str) -> dict:
+    """`critique_file`'s stem argument for the clips the model hears: none for "mix", the anchor stem's file for
+    "mix+anchor", the song's folder of stems for "stems"."""
+    audio_inputs = json.loads((model_dir / "config.json").read_text()).get("audio_inputs", "mix")
+    return {"mix": {}, "mix+anchor": {"anchor_audio": song_dir / f"{anchor}.wav"},
+            "stems": {"stems_dir": song_dir}}[audio_inputs]
 
 
 def decoding_table(results: dict[str, dict]) -> str:

@@ -19,6 +19,7 @@ from mixingbuddy.demo import (
     decoding_table,
     demo_estimate,
     flawed_song,
+    heard_beside_the_mix,
 )
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
@@ -69,9 +70,34 @@ def test_flawed_song_raises_one_stem(tmp_path):
     stems = {name: 0.05 * rng.standard_normal((n, 2)).astype(np.float32) for name in STEMS}
     for name, audio in stems.items():
         sf.write(tmp_path / f"{name}.wav", audio, rate, subtype="FLOAT")
-    song, _ = sf.read(flawed_song(tmp_path, tmp_path / "song.wav", "drums", 6.0), dtype="float32")
+    path = flawed_song(tmp_path, tmp_path / "song", "drums", 6.0)
+    song, _ = sf.read(path, dtype="float32")
     expected = sum(stems.values()) + (10 ** (6 / 20) - 1) * stems["drums"]
     np.testing.assert_allclose(song, expected, atol=1e-4)
+    written = {name: sf.read(path.parent / f"{name}.wav", dtype="float32")[0] for name in STEMS}
+    np.testing.assert_allclose(written["drums"], 10 ** (6 / 20) * stems["drums"], atol=1e-6)
+    np.testing.assert_allclose(sum(written.values()), song, atol=1e-6)  # the stems the critique hears sum to the mix
+
+
+def test_flawed_song_is_scaled_as_a_whole_so_that_the_mix_does_not_clip(tmp_path):
+    stems = {name: np.full((2400, 1), 0.4, np.float32) for name in STEMS}
+    for name, audio in stems.items():
+        sf.write(tmp_path / f"{name}.wav", audio, 24000, subtype="FLOAT")
+    path = flawed_song(tmp_path, tmp_path / "song", "vocals", 6.0)
+    song = sf.read(path, dtype="float32")[0]
+    vocals, bass = (sf.read(path.parent / f"{name}.wav", dtype="float32")[0] for name in ("vocals", "bass"))
+    assert np.abs(song).max() == pytest.approx(0.99, abs=1e-6)
+    assert 20 * np.log10(vocals.max() / bass.max()) == pytest.approx(6.0, abs=1e-4)  # the flaw survives the scaling
+
+
+def test_the_demo_critique_gives_the_model_the_clips_it_was_trained_on(tmp_path):
+    expected = {"mix": {}, "mix+anchor": {"anchor_audio": tmp_path / "song" / "vocals.wav"},
+                "stems": {"stems_dir": tmp_path / "song"}}
+    for audio_inputs, arguments in expected.items():
+        (tmp_path / "config.json").write_text(json.dumps({"audio_inputs": audio_inputs}))
+        assert heard_beside_the_mix(tmp_path, tmp_path / "song", "vocals") == arguments
+    (tmp_path / "config.json").write_text("{}")  # a folder saved before audio_inputs existed hears the mix
+    assert heard_beside_the_mix(tmp_path, tmp_path / "song", "vocals") == {}
 
 
 @pytest.mark.slow

@@ -70,7 +70,8 @@ def test_nf4_quantizes_the_language_model_only_and_lora_trains_beside_the_projec
 def qlora_argv(converted: Path, root: Path, *extra: str) -> list[str]:
     """Three QLoRA steps on the CPU from the converted folder, as train_sft.py runs them."""
     return ["--config", str(REPO / "configs" / "tiny.yaml"), "--tiny", "false", "--model_name_or_path", str(converted),
-            "--audio_frontend", "hubert", "--audio_pooling", "25", "--aux_loss", "norm",  # tiny.yaml's are the tiny model's
+            "--audio_frontend", "hubert", "--audio_pooling", "25", "--aux_loss", "norm", "--audio_inputs", "mix",
+            "--clip_levels", "false",  # tiny.yaml's are the demo model's
             "--load_in_4bit", "true", "--use_bnb_nested_quant", "true", *LORA, "--dtype", "float32",
             "--max_steps", "3", "--per_device_train_batch_size", "2", "--eval_strategy", "no", "--save_strategy", "no",
             "--dataset_name", str(root / "dataset"), "--stem_cache_dir", str(root / "cache"), "--disable_tqdm", "true",

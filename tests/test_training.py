@@ -243,7 +243,8 @@ def test_a_model_folder_trains_through_model_name_or_path(tmp_path, synthetic_da
     _, dataset, cache = synthetic_data
     base, out = save_tiny_checkpoint(tmp_path / "tiny"), tmp_path / "out"
     argv = ["--config", str(REPO / "configs" / "tiny.yaml"), "--tiny", "false", "--model_name_or_path", str(base),
-            "--audio_frontend", "hubert", "--audio_pooling", "25", "--aux_loss", "norm", "--dataset_name", str(dataset),
+            "--audio_frontend", "hubert", "--audio_pooling", "25", "--aux_loss", "norm", "--audio_inputs", "mix",
+            "--clip_levels", "false", "--dataset_name", str(dataset),
             "--stem_cache_dir", str(cache), "--max_steps", "2", "--per_device_train_batch_size", "2",
             "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", str(out), "--disable_tqdm", "true"]
     if lora:
