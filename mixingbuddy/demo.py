@@ -87,11 +87,11 @@ def flawed_song(track_dir: Path, out_dir: Path, stem: str, gain_db: float) -> Pa
     stems = {name: sf.read(track_dir / f"{name}.wav", dtype="float32") for name in STEMS}
     rate = stems["bass"][1]
     flawed = {name: audio * (db_to_gain(gain_db) if name == stem else 1.0) for name, (audio, _) in stems.items()}
-    scale = 1.0 / max(1.0, float(np.abs(sum(flawed.values())).max()) / 0.99)
+    flawed["mixture"] = sum(flawed.values())
+    scale = 1.0 / max(1.0, float(np.abs(flawed["mixture"]).max()) / 0.99)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, audio in flawed.items():
         sf.write(out_dir / f"{name}.wav", audio * scale, rate, subtype="FLOAT")
-    sf.write(out_dir / "mixture.wav", sum(flawed.values()) * scale, rate, subtype="FLOAT")
     return out_dir / "mixture.wav"
 
 
@@ -162,10 +162,11 @@ def run_demo(
     eval_limit: int | None = None, checks: bool = True, overwrite: bool = False, threads: int | None = None,
 ) -> dict:
     """Run every stage, writing to `out`; returns the metrics of each decoding on every test row (ranked in
-    `out/metrics.json`; greedy in `out/greedy/`; `mixingbuddy evaluate --decoding constrained` adds the third). An earlier demo's corpus and
-    data set are reused when they were made with the same seed, songs and seconds (`prepare_demo_folder`), so a second
-    run only retrains and re-evaluates. With `checks`, a model that collapsed or a critique that misses the flaw
-    raises a `DemoCheckError` after everything is written. `threads` sets `torch.set_num_threads`."""
+    `out/metrics.json`; greedy in `out/greedy/`; `mixingbuddy evaluate --decoding constrained` adds the third). An
+    earlier demo's corpus and data set are reused when they were made with the same seed, songs and seconds
+    (`prepare_demo_folder`), so a second run only retrains and re-evaluates. With `checks`, a model that collapsed or a
+    critique that misses the flaw raises a `DemoCheckError` after everything is written. `threads` sets
+    `torch.set_num_threads`."""
     import torch
 
     from dataset_builder import build_dataset
@@ -234,9 +235,11 @@ def run_demo(
 
 
 def heard_beside_the_mix(model_dir: Path, song_dir: Path, anchor: str) -> dict:
-    """`critique_file`'s stem argument for the clips the model hears: none for "mix", the anchor stem's file for
-    "mix+anchor", the song's folder of stems for "stems"."""
-    audio_inputs = json.loads((model_dir / "config.json").read_text()).get("audio_inputs", "mix")
+    """`critique_file`'s stem argument for the clips the model hears (its saved processor's `audio_inputs`, read as
+    the critique reads it): none for "mix", the anchor stem's file for "mix+anchor", the song's folder for "stems"."""
+    from .critique import saved_processor_config
+
+    audio_inputs = saved_processor_config(str(model_dir)).get("audio_inputs", "mix")
     return {"mix": {}, "mix+anchor": {"anchor_audio": song_dir / f"{anchor}.wav"},
             "stems": {"stems_dir": song_dir}}[audio_inputs]
 

@@ -94,9 +94,9 @@ def test_the_demo_critique_gives_the_model_the_clips_it_was_trained_on(tmp_path)
     expected = {"mix": {}, "mix+anchor": {"anchor_audio": tmp_path / "song" / "vocals.wav"},
                 "stems": {"stems_dir": tmp_path / "song"}}
     for audio_inputs, arguments in expected.items():
-        (tmp_path / "config.json").write_text(json.dumps({"audio_inputs": audio_inputs}))
+        (tmp_path / "processor_config.json").write_text(json.dumps({"audio_inputs": audio_inputs}))
         assert heard_beside_the_mix(tmp_path, tmp_path / "song", "vocals") == arguments
-    (tmp_path / "config.json").write_text("{}")  # a folder saved before audio_inputs existed hears the mix
+    (tmp_path / "processor_config.json").write_text("{}")  # a folder saved before audio_inputs existed hears the mix
     assert heard_beside_the_mix(tmp_path, tmp_path / "song", "vocals") == {}
 
 
