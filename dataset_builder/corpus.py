@@ -84,22 +84,27 @@ class Track:
 
 
 def find_tracks(stems_dir: str | Path) -> dict[str, Track]:
-    """All tracks of a MUSDB18HQ-layout folder by name (cheap: lists folders, reads no audio)."""
+    """All tracks of a MUSDB18HQ-layout folder by name (cheap: lists folders, reads no audio).
+
+    One of `train/` and `test/` may be missing or empty (a held-out set to evaluate on needs only `test/`); the
+    builder then leaves out the splits that have no tracks.
+    """
     root = Path(stems_dir).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"Stem folder {root} does not exist (expected {root}/train/<track>/bass.wav, ...)")
     tracks = {}
     for source_split in SOURCE_SPLITS:
         split_dir = root / source_split
-        if not split_dir.is_dir():
-            raise CorpusError(f"Stem folder {root} has no {source_split}/ folder (MUSDB18HQ layout expected)")
-        folders = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not folders:
-            raise CorpusError(f"{split_dir} contains no track folders")
-        for folder in folders:
+        listed = split_dir.iterdir() if split_dir.is_dir() else ()
+        for folder in sorted(p for p in listed if p.is_dir() and not p.name.startswith(".")):
             if folder.name in tracks:
                 raise CorpusError(f"Track '{folder.name}' appears in both {tracks[folder.name].folder} and {folder}")
             tracks[folder.name] = Track(folder.name, source_split, folder)
+    if not tracks:
+        raise CorpusError(
+            f"Stem folder {root} has no track folders in train/ or test/ (MUSDB18HQ layout expected: "
+            f"{root}/test/<track>/bass.wav, ...)"
+        )
     return tracks
 
 

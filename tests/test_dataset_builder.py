@@ -273,6 +273,22 @@ def test_bad_input_fails_cleanly_with_track_and_file(tmp_path, breakage, message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]  # no output, no staging folder, no cache
 
 
+def test_held_out_set_with_only_test_songs_builds_only_test(tmp_path, capsys):
+    """A set to evaluate on needs no train/: the builder writes the test split alone."""
+    write_song(tmp_path / "held_out" / "test" / "a", 44100, 2, seed=0, seconds=21)
+    write_song(tmp_path / "held_out" / "test" / "b", 24000, 1, seed=1, seconds=21)
+    stats = build_dataset(tmp_path / "held_out", tmp_path / "out", cache_dir=tmp_path / "cache")
+    built = datasets.load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "hf_cache"))
+    assert list(built) == ["test"] and len(built["test"]) == 30 * 4
+    assert stats["splits"]["test"]["gating"]["kept"] == 4 and stats["splits"]["train"]["rows"] == 0
+    capsys.readouterr()
+    (tmp_path / "nothing" / "train").mkdir(parents=True)
+    assert main(["build-dataset", "--stems", str(tmp_path / "nothing"), "--out", str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no track folders in train/ or test/" in err and str(tmp_path / "nothing") in err
+    assert not (tmp_path / "out2").exists()
+
+
 def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys):
     assert main(["build-dataset", "--stems", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
