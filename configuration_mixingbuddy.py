@@ -76,8 +76,9 @@ class MixingBuddyConfig(PreTrainedConfig):
             labelled placeholder, all through the same encoder and projector: the mix (the paper); the mix and the
             anchor stem alone; or every stem, the anchor first, then the mix (see `vocabulary_mixingbuddy.audio_clips`).
         clip_levels (`bool`): with several clips, add to every token of a clip an embedding of the clip's RMS level
-            relative to the mix's, in dB (floored at -60): the relative levels a balance judgement rests on, given
-            outright instead of left for the tokens to carry (`bench/level_oracle.py` measures what they are worth).
+            relative to the mix's while the clip sounds (its quiet frames gated out), in dB (floored at -60): the
+            relative levels a balance judgement rests on, given outright instead of left for the tokens to carry
+            (`bench/level_oracle.py` measures what they are worth).
         audio_token (`str`), audio_token_id (`int`): the placeholder expanded by the processor.
         aux_loss (`"norm"`, `"label"` or `None`): `"norm"` pulls the mean L2 norm of the audio tokens to the mean norm
             of the prompt's text-token embeddings (the squared log of their ratio); `"label"` trains a head on pooled

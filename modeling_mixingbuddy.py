@@ -114,21 +114,32 @@ class MixingBuddyAdviceHead(nn.Module):
 
 
 class MixingBuddyClipLevelEmbedding(nn.Module):
-    """Each clip's RMS level relative to its prompt's mix (dB, within [-60, 20]) -> a vector added to every token of
-    the clip: Linear -> GELU -> Linear on the level in units of 20 dB. The processor normalises a prompt's clips
+    """Each clip's level relative to its prompt's mix while the clip sounds (dB, within [-60, 20]) -> a vector added to
+    every token of the clip: Linear -> GELU -> Linear on the level in units of 20 dB.
+
+    The level is gated like EBU R128's relative gate: of the clip's 50 ms frames, those more than `gate_db` under the
+    clip's mean power are left out, and the mix is read over the same frames, so a part's rests, or the silence before
+    a stem comes in, do not make it read quieter than it is when it plays. The processor normalises a prompt's clips
     together, so the ratios of their energies are those of the audio."""
 
-    def __init__(self, config: MixingBuddyConfig, hidden_size: int = 64):
+    def __init__(self, config: MixingBuddyConfig, hidden_size: int = 64, frame_seconds: float = 0.05, gate_db=10.0):
         super().__init__()
         self.mix_index = config.mix_clip_index
+        self.frame_length = round(config.sampling_rate * frame_seconds)
+        self.gate = 10 ** (-gate_db / 10)
         self.mlp = nn.Sequential(
             nn.Linear(1, hidden_size), nn.GELU(), nn.Linear(hidden_size, config.text_config.hidden_size)
         )
 
     def levels(self, input_values: torch.Tensor) -> torch.Tensor:
         # input_values: [batch, clips, samples] -> relative levels [batch, clips] in dB
-        energy = input_values.float().pow(2).mean(-1) + 1e-10
-        return (10 * torch.log10(energy / energy[:, self.mix_index, None])).clamp(-60.0, 20.0)
+        frames = input_values.shape[-1] // self.frame_length
+        power = input_values[..., : frames * self.frame_length].float().unflatten(-1, (frames, self.frame_length))
+        power = power.pow(2).mean(-1)  # [batch, clips, frames]
+        active = power >= self.gate * power.mean(-1, keepdim=True)  # [batch, clips, frames]; all of a silent clip
+        clip_power = (power * active).sum(-1) + 1e-10  # [batch, clips]
+        mix_power = (power[:, self.mix_index, None] * active).sum(-1) + 1e-10  # the mix over each clip's frames
+        return (10 * torch.log10(clip_power / mix_power)).clamp(-60.0, 20.0)
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
         # input_values: [batch, clips, samples] -> [batch, clips, text_dim]

@@ -444,6 +444,21 @@ def test_clip_levels_read_each_clip_against_the_mix_whatever_the_overall_gain():
     assert expected[0] - expected[1] == pytest.approx(6.0, abs=0.2)  # the +6 dB stem reads 6 dB above its neighbour
 
 
+def test_clip_levels_read_a_stem_while_it_plays():
+    """A stem silent for half the clip reads its level where it plays, against the mix over the same frames; the mix
+    is the reference (0 dB)."""
+    model, processor = build_tiny_model_and_processor(audio_inputs="stems", clip_levels=True, aux_loss="label")
+    prompts, _ = prompts_and_clips(processor, anchors=("drums",))
+    whole, half = stems_and_mix(), stems_and_mix()
+    half[3] = half[3].copy()
+    half[3][: len(half[3]) // 2] = 0  # the vocals come in half-way
+    half[4] = np.sum(half[:4], axis=0)
+    read = [model.model.clip_levels.levels(processor(text=prompts, audio=[clips], sampling_rate=24000)["input_values"])[0]
+            for clips in (whole, half)]
+    assert read[1][3] == pytest.approx(float(read[0][3]), abs=0.3)  # the whole-clip RMS would read 3 dB lower
+    assert read[1][4] == 0.0 and all(-8.0 < float(level) < -4.0 for level in read[1][:4])  # four equal stems: -6 dB
+
+
 def test_clip_levels_add_one_vector_per_clip_and_train():
     model, processor = build_tiny_model_and_processor(audio_inputs="mix+anchor", clip_levels=True, aux_loss="label")
     prompts, clips = prompts_and_clips(processor)
