@@ -1,0 +1,103 @@
+"""Does the demo's recipe judge 10 s chunks of longer songs, where parts rest, come in and change between sections?
+
+The demo's recipe (`configs/tiny.yaml`) is trained on sampled-instrument corpora holding the same minutes of audio cut
+into songs of different lengths (`--shapes 600x10 150x40`: 600 songs of 10 s, each one chunk, or 150 songs of 40 s,
+four chunks each) and scored with ranked decoding on
+- `short`: the first `--limit` test rows of the 10 s soundfont corpus (`bench/generalisation.py`'s);
+- `long`: a held-out set made the way an outside one is: 30 songs of 40 s from another synth seed, stereo at
+  44.1 kHz, only `test/`, built by `build_dataset` (the first `--long-limit` rows);
+- `procedural`: the procedural engine's 10 s test songs (`bench/generalisation.py`'s).
+Writes `OUT/song_length.json` and `.md` (per seed and mean ± sd over seeds); resumes from the JSON.
+
+    .venv/bin/python bench/song_length.py [--out bench_out/song_length] [--corpora bench_out/generalisation]
+        [--shapes 600x10 150x40] [--steps 800] [--seeds 0 1 2] [--limit 660] [--long-limit 900]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dataset_builder import build_dataset
+from dataset_builder.synth import synthesize_corpus
+from mixingbuddy.demo import DEMO_LEVEL_SPREAD_DB, DEMO_SECONDS, DEMO_SONGS
+from mixingbuddy.evaluation.generation import evaluate_split
+from mixingbuddy.files import write_file_atomic
+
+sys.path.insert(0, str(Path(__file__).parent))
+from generalisation import cell, mean_spread, prepare_corpus, train_variant  # noqa: E402
+
+TESTS = ("short", "long", "procedural")
+LONG_SET = {"songs": 30, "seconds": 40.0, "seed": 11}  # none of the training corpora's songs (their synth seed is 0)
+
+
+def held_out_long(folder: Path) -> Path:
+    """`folder/{corpus,dataset,cache}`: LONG_SET's songs at 44.1 kHz in stereo, all in test/ (made once)."""
+    if not (folder / "corpus").exists():
+        synthesize_corpus(folder / "corpus", songs=LONG_SET["songs"], seconds=LONG_SET["seconds"], seed=LONG_SET["seed"],
+                          test_songs=LONG_SET["songs"], level_spread_db=DEMO_LEVEL_SPREAD_DB, engine="soundfont")
+    if not (folder / "dataset").exists():
+        build_dataset(folder / "corpus", folder / "dataset", config="expanded", seed=0, cache_dir=folder / "cache")
+    return folder
+
+
+def parse_shape(text: str) -> tuple[int, float]:
+    songs, seconds = text.split("x")
+    return int(songs), float(seconds)
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| trained on | seeds | short: joint | balanced | long: joint | balanced | procedural: joint | balanced |",
+             "|---|---|---|---|---|---|---|---|"]
+    for shape in dict.fromkeys(r["shape"] for r in rows):
+        group = [r for r in rows if r["shape"] == shape]
+        songs, seconds = parse_shape(shape)
+        cells = [mean_spread([r[test][key] for r in group]) for test in TESTS for key in ("joint", "balanced")]
+        lines.append(f"| {songs} songs x {seconds:g} s | {len(group)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench_out/song_length")
+    parser.add_argument("--corpora", default="bench_out/generalisation", help="bench/generalisation.py's --out")
+    parser.add_argument("--shapes", nargs="+", default=[f"{DEMO_SONGS}x{DEMO_SECONDS:g}", "150x40"],
+                        help="training corpora as SONGSxSECONDS")
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--limit", type=int, default=660, help="rows of each 10 s test split")
+    parser.add_argument("--long-limit", type=int, default=900, help="rows of the long held-out set")
+    args = parser.parse_args()
+    out, corpora = Path(args.out), Path(args.corpora)
+    out.mkdir(parents=True, exist_ok=True)
+    tests = {"short": (prepare_corpus(corpora / "soundfont", "soundfont"), args.limit),
+             "long": (held_out_long(out / "long"), args.long_limit),
+             "procedural": (prepare_corpus(corpora / "procedural", "procedural"), args.limit)}
+    results_path = out / "song_length.json"
+    rows = json.loads(results_path.read_text()) if results_path.exists() else []
+    done = {(r["shape"], r["seed"]) for r in rows}
+    for shape in args.shapes:
+        songs, seconds = parse_shape(shape)
+        train = tests["short"][0] if (songs, seconds) == (DEMO_SONGS, DEMO_SECONDS) else prepare_corpus(
+            out / f"soundfont-{shape}", "soundfont", songs, seconds)
+        for seed in args.seeds:
+            if (shape, seed) in done:
+                continue
+            model_dir, seconds_per_step = train_variant(f"{shape}-seed{seed}", {}, train, out, args.steps, seed)
+            scores = {test: evaluate_split(str(model_dir), folder / "dataset", out / "eval" / f"{shape}-seed{seed}" / test,
+                                           folder / "corpus", batch_size=64, limit=limit, decodings=("ranked",),
+                                           cache_dir=folder / "cache")["ranked"]
+                      for test, (folder, limit) in tests.items()}
+            rows.append({"shape": shape, "seed": seed, "steps": args.steps, "seconds_per_step": seconds_per_step,
+                         **{test: cell(metrics) for test, metrics in scores.items()}})
+            write_file_atomic(results_path, json.dumps(rows, indent=2) + "\n")  # a rerun goes on from here
+    table = markdown(rows)
+    write_file_atomic(out / "song_length.md", table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
