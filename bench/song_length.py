@@ -22,7 +22,7 @@ from pathlib import Path
 
 from dataset_builder import build_dataset
 from dataset_builder.synth import synthesize_corpus
-from mixingbuddy.demo import DEMO_LEVEL_SPREAD_DB, DEMO_SECONDS, DEMO_SONGS
+from mixingbuddy.demo import DEMO_LEVEL_SPREAD_DB
 from mixingbuddy.evaluation.generation import evaluate_split
 from mixingbuddy.files import write_file_atomic
 
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from generalisation import cell, mean_spread, prepare_corpus, train_variant  # noqa: E402
 
 TESTS = ("short", "long", "procedural")
+SHORT_SONGS = (600, 10.0)  # the 10 s corpus: one chunk per song (bench/generalisation.py's with --songs 600 --seconds 10)
 LONG_SET = {"songs": 30, "seconds": 40.0, "seed": 11}  # none of the training corpora's songs (their synth seed is 0)
 
 
@@ -63,7 +64,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_out/song_length")
     parser.add_argument("--corpora", default="bench_out/generalisation", help="bench/generalisation.py's --out")
-    parser.add_argument("--shapes", nargs="+", default=[f"{DEMO_SONGS}x{DEMO_SECONDS:g}", "150x40"],
+    parser.add_argument("--shapes", nargs="+", default=["600x10", "150x40"],
                         help="training corpora as SONGSxSECONDS")
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -72,15 +73,15 @@ def main() -> int:
     args = parser.parse_args()
     out, corpora = Path(args.out), Path(args.corpora)
     out.mkdir(parents=True, exist_ok=True)
-    tests = {"short": (prepare_corpus(corpora / "soundfont", "soundfont"), args.limit),
+    tests = {"short": (prepare_corpus(corpora / "soundfont", "soundfont", *SHORT_SONGS), args.limit),
              "long": (held_out_long(out / "long"), args.long_limit),
-             "procedural": (prepare_corpus(corpora / "procedural", "procedural"), args.limit)}
+             "procedural": (prepare_corpus(corpora / "procedural", "procedural", *SHORT_SONGS), args.limit)}
     results_path = out / "song_length.json"
     rows = json.loads(results_path.read_text()) if results_path.exists() else []
     done = {(r["shape"], r["seed"]) for r in rows}
     for shape in args.shapes:
         songs, seconds = parse_shape(shape)
-        train = tests["short"][0] if (songs, seconds) == (DEMO_SONGS, DEMO_SECONDS) else prepare_corpus(
+        train = tests["short"][0] if (songs, seconds) == SHORT_SONGS else prepare_corpus(
             out / f"soundfont-{shape}", "soundfont", songs, seconds)
         for seed in args.seeds:
             if (shape, seed) in done:
