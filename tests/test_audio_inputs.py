@@ -356,6 +356,27 @@ def test_other_spread_moves_the_accompaniment_alone_in_every_clip_and_is_seeded(
         collator_for("mix", synthetic_data, other_spread_db=-1)
 
 
+def test_stem_spread_moves_every_stem_within_its_range_the_flaw_on_top(synthetic_data, rows):
+    collator = collator_for("stems", synthetic_data, stem_spread_db=2.0, seed=5)
+    row = flawed_row(rows)
+    names, clips = collator.clip_names(row), collator.render_clips(row)
+    chunk = collator.cache.chunk(row["track"], row["start_sec"], row["end_sec"])  # [stems, samples]
+    moves = {}
+    for name, clip in zip(names[:-1], clips):
+        stem = chunk[STEMS.index(name)]
+        scale = float(clip @ stem / (stem @ stem))
+        np.testing.assert_allclose(clip, scale * stem, rtol=1e-4, atol=1e-6)  # the stem alone, scaled
+        moves[name] = 20 * np.log10(scale / (db_to_gain(row["gain_db"]) if name == row["target_stem"] else 1.0))
+    assert all(abs(m) <= 2.0 + 1e-3 for m in moves.values()) and len({round(m, 3) for m in moves.values()}) == 4
+    np.testing.assert_allclose(np.sum(clips[:-1], axis=0), clips[-1], atol=1e-6)  # the mix holds the moved stems
+    again = collator_for("stems", synthetic_data, stem_spread_db=2.0, seed=5).render_clips(row)
+    for clip, same in zip(clips, again):
+        np.testing.assert_array_equal(clip, same)  # the same seed, the same draws
+    np.testing.assert_array_equal(collator.eval_copy().render_clips(row)[-1], collator.cache.render(row))
+    with pytest.raises(ValueError, match="stem_spread_db"):
+        collator_for("mix", synthetic_data, stem_spread_db=13)
+
+
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_evaluation_and_the_statistics_baseline_take_every_setting(setting, synthetic_data, rows):
     collator = collator_for(setting, synthetic_data)
