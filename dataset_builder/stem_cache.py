@@ -155,16 +155,17 @@ class StemCache:
         target scaled by 10^(gain/20)."""
         return self.render_clips(example, (MIX_CLIP,))[0]
 
-    def render_clips(self, example, clips, other_gain_db: float = 0.0) -> list[np.ndarray]:
+    def render_clips(self, example, clips, moves_db: dict[str, float] | None = None) -> list[np.ndarray]:
         """Clips of a data-set row's flawed mix, float32 [samples] each: `MIX_CLIP` is the mix (`render`), a stem name
         that stem as the mix holds it (the target scaled by its gain; silent when the row's stems leave it out), so
-        that the stems' clips add up to the mix. `other_gain_db` moves `other` (never a target nor an anchor: its level
-        is not what a row's advice is about) in every clip."""
+        that the stems' clips add up to the mix. `moves_db` moves the stems it names by that many dB in every clip,
+        before the flaw: a balance of the song other than its own, which the row's advice does not answer for."""
         row = as_row(example)
         present = row.get("stems_present") or STEMS
         weights = np.array([float(stem in present) for stem in STEMS], dtype=np.float32)  # [len(STEMS)]
         weights[STEMS.index(row["target_stem"])] *= np.float32(db_to_gain(row["gain_db"]))
-        weights[STEMS.index("other")] *= np.float32(db_to_gain(other_gain_db))
+        for stem, move_db in (moves_db or {}).items():
+            weights[STEMS.index(stem)] *= np.float32(db_to_gain(move_db))
         weights /= np.float32(PCM_SCALE)
         stems = self.int16_chunk(row["track"], row["start_sec"], row["end_sec"])
         return [

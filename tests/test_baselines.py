@@ -94,7 +94,7 @@ def test_stem_levels_are_the_rendered_clips_levels_against_the_mix(synthetic_dat
     cache = StemCache(stems_dir, 24000, cache_dir=cache_dir)
     levels = StemLevels(cache)
     for row in rows:
-        clips = [c.astype(np.float64) for c in cache.render_clips(row, [*STEMS, MIX_CLIP], other_gain_db=3.0)]
+        clips = [c.astype(np.float64) for c in cache.render_clips(row, [*STEMS, MIX_CLIP], {"other": 3.0})]
         expected = [max(10 * np.log10(np.mean(c**2) / np.mean(clips[-1] ** 2)), -60.0) for c in clips[:-1]]
         np.testing.assert_allclose(levels(row, row["gain_db"], 3.0), expected, atol=1e-3)
     row = next(r for r in rows if r["error_category"] == "no_error")

@@ -13,7 +13,7 @@ from dataset_builder.rows import as_row
 from dataset_builder.seeding import keyed_rng
 
 from ..hub.processing_mixingbuddy import make_conversation
-from ..hub.vocabulary_mixingbuddy import MIX_CLIP, advice_class, audio_clips
+from ..hub.vocabulary_mixingbuddy import MIX_CLIP, STEMS, advice_class, audio_clips
 
 
 class FlawedMixCollator:
@@ -26,22 +26,26 @@ class FlawedMixCollator:
     `fresh_gains`, replace the row's gain by a new one drawn uniformly within its category's range, so every pass over
     the data hears every chunk at new levels, and with `other_spread_db` move `other` by a gain drawn uniformly within
     ±that many dB (`other` is never a target nor an anchor: how loud the accompaniment sits is not what the advice is
-    about, and songs differ in it far more than the corpus's level spread); the draws use a seed derived from (seed, uid, epoch), so that a run is
+    about, and songs differ in it far more than the corpus's level spread), and with `stem_spread_db` move every stem
+    within ±that many dB before the flaw (the advice unchanged: a "balanced" song is balanced within that much); the draws use a seed derived from (seed, uid, epoch), so that a run is
     reproducible whatever the order, the number of workers or a resume. Prompt, audio and padding positions of
     `labels` are -100.
     """
 
     def __init__(
         self, processor, stems_dir, cache_dir=None, augment: bool = False, seed: int = 0, fresh_gains: bool = False,
-        other_spread_db: float = 0.0,
+        other_spread_db: float = 0.0, stem_spread_db: float = 0.0,
     ):
         if not 0 <= other_spread_db <= 24:
             raise ValueError(f"other_spread_db must be from 0 to 24 dB, got {other_spread_db}.")
+        if not 0 <= stem_spread_db <= 12:
+            raise ValueError(f"stem_spread_db must be from 0 to 12 dB, got {stem_spread_db}.")
         self.processor = processor
         self.cache = StemCache(stems_dir, processor.sampling_rate, cache_dir=cache_dir)
         self.augment = augment
         self.fresh_gains = fresh_gains
         self.other_spread_db = other_spread_db
+        self.stem_spread_db = stem_spread_db
         self.seed = seed
         self.epoch = 0
         self._prompts: dict[tuple[str, str], str] = {}
@@ -50,7 +54,7 @@ class FlawedMixCollator:
         """The same collator (sharing its stem cache and prompts) without augmentation, for evaluation."""
         other = copy.copy(self)
         other.augment = other.fresh_gains = False
-        other.other_spread_db = 0.0
+        other.other_spread_db = other.stem_spread_db = 0.0
         return other
 
     def prompt(self, instruction: str, anchor: str) -> str:
@@ -68,14 +72,19 @@ class FlawedMixCollator:
 
     def render_clips(self, row: dict) -> list[np.ndarray]:
         """The row's clips (`clip_names`), float32 [samples] each, augmented alike when training."""
-        if not (self.augment or self.fresh_gains or self.other_spread_db):
+        if not (self.augment or self.fresh_gains or self.other_spread_db or self.stem_spread_db):
             return self.cache.render_clips(row, self.clip_names(row))
         rng = keyed_rng(self.seed, row["uid"], self.epoch)
         if self.fresh_gains:
             row = {**row, "gain_db": float(rng.uniform(row["min_gain_db"], row["max_gain_db"]))}
-        other_gain_db = float(rng.uniform(-self.other_spread_db, self.other_spread_db)) if self.other_spread_db else 0.0
+        moves_db = {}
+        if self.other_spread_db:
+            moves_db["other"] = float(rng.uniform(-self.other_spread_db, self.other_spread_db))
+        if self.stem_spread_db:
+            for stem in STEMS:
+                moves_db[stem] = moves_db.get(stem, 0.0) + float(rng.uniform(-self.stem_spread_db, self.stem_spread_db))
         names = self.clip_names(row)
-        clips = self.cache.render_clips(row, names, other_gain_db)
+        clips = self.cache.render_clips(row, names, moves_db)
         return augment_clips(clips, seed=rng, mix_index=names.index(MIX_CLIP)) if self.augment else clips
 
     def render(self, row: dict) -> np.ndarray:

@@ -80,6 +80,11 @@ class MixingBuddyArguments:
         metadata={"help": "Move the 'other' stem by a gain drawn within ±this many dB per example and pass (never a "
                           "target nor an anchor: the accompaniment's level is not what the advice is about)."},
     )
+    stem_spread_db: float = field(
+        default=0.0,
+        metadata={"help": "Move every stem by its own gain drawn within ±this many dB per example and pass, before the "
+                          "flaw and with the advice unchanged: songs are balanced within that much of each other."},
+    )
     feature_statistics_clips: int = 256
     overwrite_output_dir: bool = field(
         default=False,
@@ -407,6 +412,7 @@ def train_and_export(script_args, training_args, model_args, mb_args, dataset, s
         seed=training_args.seed,
         fresh_gains=mb_args.fresh_gains,
         other_spread_db=mb_args.other_spread_db,
+        stem_spread_db=mb_args.stem_spread_db,
     )
     if model.config.audio_frontend == "log_mel":
         fit_log_mel_statistics(model, collator.eval_copy(), train_dataset, mb_args.feature_statistics_clips)
