@@ -122,7 +122,9 @@ class MixingBuddyClipLevelEmbedding(nn.Module):
     a stem comes in, do not make it read quieter than it is when it plays. The processor normalises a prompt's clips
     together, so the ratios of their energies are those of the audio."""
 
-    def __init__(self, config: MixingBuddyConfig, hidden_size: int = 64, frame_seconds: float = 0.05, gate_db=10.0):
+    def __init__(
+        self, config: MixingBuddyConfig, hidden_size: int = 64, frame_seconds: float = 0.05, gate_db: float = 10.0
+    ):
         super().__init__()
         self.mix_index = config.mix_clip_index
         self.frame_length = round(config.sampling_rate * frame_seconds)

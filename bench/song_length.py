@@ -30,15 +30,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from generalisation import cell, mean_spread, prepare_corpus, train_variant  # noqa: E402
 
 TESTS = ("short", "long", "procedural")
-SHORT_SONGS = (600, 10.0)  # the 10 s corpus: one chunk per song (bench/generalisation.py's with --songs 600 --seconds 10)
+SHORT_SONGS = (600, 10.0)  # the 10 s corpus, one chunk per song: bench/generalisation.py's --songs 600 --seconds 10
 LONG_SET = {"songs": 30, "seconds": 40.0, "seed": 11}  # none of the training corpora's songs (their synth seed is 0)
 
 
 def held_out_long(folder: Path) -> Path:
     """`folder/{corpus,dataset,cache}`: LONG_SET's songs at 44.1 kHz in stereo, all in test/ (made once)."""
     if not (folder / "corpus").exists():
-        synthesize_corpus(folder / "corpus", songs=LONG_SET["songs"], seconds=LONG_SET["seconds"], seed=LONG_SET["seed"],
-                          test_songs=LONG_SET["songs"], level_spread_db=DEMO_LEVEL_SPREAD_DB, engine="soundfont")
+        synthesize_corpus(folder / "corpus", **LONG_SET, test_songs=LONG_SET["songs"],
+                          level_spread_db=DEMO_LEVEL_SPREAD_DB, engine="soundfont")
     if not (folder / "dataset").exists():
         build_dataset(folder / "corpus", folder / "dataset", config="expanded", seed=0, cache_dir=folder / "cache")
     return folder
@@ -87,8 +87,9 @@ def main() -> int:
             if (shape, seed) in done:
                 continue
             model_dir, seconds_per_step = train_variant(f"{shape}-seed{seed}", {}, train, out, args.steps, seed)
-            scores = {test: evaluate_split(str(model_dir), folder / "dataset", out / "eval" / f"{shape}-seed{seed}" / test,
-                                           folder / "corpus", batch_size=64, limit=limit, decodings=("ranked",),
+            run = out / "eval" / f"{shape}-seed{seed}"
+            scores = {test: evaluate_split(str(model_dir), folder / "dataset", run / test, folder / "corpus",
+                                           batch_size=64, limit=limit, decodings=("ranked",),
                                            cache_dir=folder / "cache")["ranked"]
                       for test, (folder, limit) in tests.items()}
             rows.append({"shape": shape, "seed": seed, "steps": args.steps, "seconds_per_step": seconds_per_step,

@@ -69,7 +69,9 @@ class StemLevels:
     A classifier on these levels (`stem_level_features`) is a level oracle: its errors are the rows that perfect level
     knowledge leaves ambiguous under the corpus's balance convention, an estimate of the best accuracy any input
     setting can reach. Each chunk's Gram matrix of the stems (`cache.chunk`) is computed once, so any gains are then
-    exact and cheap: the mix's energy is wᵀGw and stem s's is w_s² G_ss.
+    exact and cheap: the mix's energy is wᵀGw and stem s's is w_s² G_ss. The levels are read over the whole chunk
+    (the model's `clip_levels` gate out each clip's quiet frames; on one-chunk songs whose parts play throughout, the
+    two agree).
     """
 
     def __init__(self, cache, floor_db: float = -60.0):

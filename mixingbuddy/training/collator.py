@@ -27,9 +27,9 @@ class FlawedMixCollator:
     the data hears every chunk at new levels, and with `other_spread_db` move `other` by a gain drawn uniformly within
     ±that many dB (`other` is never a target nor an anchor: how loud the accompaniment sits is not what the advice is
     about, and songs differ in it far more than the corpus's level spread), and with `stem_spread_db` move every stem
-    within ±that many dB before the flaw (the advice unchanged: a "balanced" song is balanced within that much); the draws use a seed derived from (seed, uid, epoch), so that a run is
-    reproducible whatever the order, the number of workers or a resume. Prompt, audio and padding positions of
-    `labels` are -100.
+    within ±that many dB before the flaw (the advice unchanged: a "balanced" song is balanced within that much); the
+    draws use a seed derived from (seed, uid, epoch), so that a run is reproducible whatever the order, the number of
+    workers or a resume. Prompt, audio and padding positions of `labels` are -100.
     """
 
     def __init__(
