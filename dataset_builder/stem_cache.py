@@ -161,12 +161,7 @@ class StemCache:
         that the stems' clips add up to the mix. `moves_db` moves the stems it names by that many dB in every clip,
         before the flaw: a balance of the song other than its own, which the row's advice does not answer for."""
         row = as_row(example)
-        present = row.get("stems_present") or STEMS
-        weights = np.array([float(stem in present) for stem in STEMS], dtype=np.float32)  # [len(STEMS)]
-        weights[STEMS.index(row["target_stem"])] *= np.float32(db_to_gain(row["gain_db"]))
-        for stem, move_db in (moves_db or {}).items():
-            weights[STEMS.index(stem)] *= np.float32(db_to_gain(move_db))
-        weights /= np.float32(PCM_SCALE)
+        weights = stem_weights(row, row["gain_db"], moves_db) / np.float32(PCM_SCALE)  # [len(STEMS)]
         stems = self.int16_chunk(row["track"], row["start_sec"], row["end_sec"])
         return [
             weighted_sum(stems, weights, np.empty(len(stems[0]), dtype=np.float32)) if clip == MIX_CLIP
@@ -205,6 +200,17 @@ def weighted_sum(stems, weights, out):
 @functools.lru_cache(maxsize=8)
 def _shared_cache(stems_dir: Path, sampling_rate: int, root: Path) -> StemCache:
     return StemCache(stems_dir, sampling_rate, root)
+
+
+def stem_weights(row: dict, gain_db: float, moves_db: dict[str, float] | None = None, dtype=np.float32) -> np.ndarray:
+    """[len(STEMS)] the gain of each stem in a row's flawed mix: 0 for a stem the row leaves out, the target's
+    `gain_db`, and the moves of `moves_db` (dB per stem name) on top."""
+    present = row.get("stems_present") or STEMS
+    weights = np.array([float(stem in present) for stem in STEMS], dtype=dtype)
+    weights[STEMS.index(row["target_stem"])] *= dtype(db_to_gain(gain_db))
+    for stem, move_db in (moves_db or {}).items():
+        weights[STEMS.index(stem)] *= dtype(db_to_gain(move_db))
+    return weights
 
 
 def render_flawed_mix(

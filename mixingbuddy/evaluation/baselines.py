@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from dataset_builder.levels import db_to_gain
 from dataset_builder.seeding import keyed_rng
+from dataset_builder.stem_cache import stem_weights
 
 from ..hub.vocabulary_mixingbuddy import ADVICE_CLASSES, STEMS, TARGET_STEMS, advice_stems, format_response
 from ..training.collator import advice_labels
@@ -88,9 +88,7 @@ class StemLevels:
     def __call__(self, row: dict, gain_db: float, other_gain_db: float = 0.0) -> np.ndarray:
         """[len(STEMS)] level of each stem minus the mix's, in dB (at least `floor_db`), the target moved by
         `gain_db` and `other` by `other_gain_db`; a stem the row leaves out is at the floor."""
-        weights = np.array([float(stem in (row.get("stems_present") or STEMS)) for stem in STEMS])
-        weights[STEMS.index(row["target_stem"])] *= db_to_gain(gain_db)
-        weights[STEMS.index("other")] *= db_to_gain(other_gain_db)
+        weights = stem_weights(row, gain_db, {"other": other_gain_db}, dtype=np.float64)  # [len(STEMS)]
         gram = self.gram(row)
         stem_energy = weights**2 * np.diag(gram)  # [len(STEMS)]
         relative = 10 * np.log10((stem_energy + 1e-20) / (weights @ gram @ weights + 1e-20))
