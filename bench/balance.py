@@ -37,13 +37,13 @@ from mixingbuddy.hub.vocabulary_mixingbuddy import AUDIO_INPUTS, STEMS
 sys.path.insert(0, str(Path(__file__).parent))
 from generalisation import cell, prepare_corpus, train_variant  # noqa: E402
 
-VARIANTS = {"other+6": (0.0, 6.0), "spread2": (2.0, 0.0), "spread4": (4.0, 0.0)}  # (sd of every stem, other's move)
-TRAIN_SONGS = 12  # the builder wants a train split: a few unchanged songs (never scored)
+VARIANTS = {"other+6": (0.0, {"other": 6.0}), "spread2": (2.0, {}), "spread4": (4.0, {})}  # (sd of every stem, moves)
 
 
-def rebalance(corpus: Path, out: Path, sd_db: float, other_db: float, seed: int = 0) -> Path:
-    """`out`: `corpus`'s test songs with each stem moved by N(0, sd_db) dB (+ `other_db` on `other`), the mixture
-    re-summed and the song scaled down when a peak would pass -1 dBFS; a few train songs copied unchanged."""
+def rebalance(corpus: Path, out: Path, sd_db: float, moves_db: dict[str, float], seed: int = 0) -> Path:
+    """`out`: `corpus`'s test songs with each stem moved by N(0, sd_db) dB plus its `moves_db` (dB), the mixture
+    re-summed and the song scaled down when a peak would pass -1 dBFS (only `test/`: the builder needs no train
+    split)."""
     if out.exists():
         return out
     rng = np.random.default_rng(seed)
@@ -51,17 +51,23 @@ def rebalance(corpus: Path, out: Path, sd_db: float, other_db: float, seed: int 
     shutil.rmtree(staging, ignore_errors=True)
     for song in sorted((corpus / "test").iterdir()):
         rate = sf.info(song / "mixture.wav").samplerate
-        moves = {stem: rng.normal(0.0, sd_db) + (other_db if stem == "other" else 0.0) for stem in STEMS}
+        moves = {stem: rng.normal(0.0, sd_db) + moves_db.get(stem, 0.0) for stem in STEMS}
         stems = {stem: sf.read(song / f"{stem}.wav", dtype="float32")[0] * db_to_gain(moves[stem]) for stem in STEMS}
         mixture = sum(stems.values())
         scale = min(1.0, db_to_gain(-1.0) / max(np.abs(x).max() for x in (mixture, *stems.values())))
         (staging / "test" / song.name).mkdir(parents=True)
         for name, audio in (*stems.items(), ("mixture", mixture)):
             sf.write(staging / "test" / song.name / f"{name}.wav", audio * scale, rate, subtype="PCM_16")
-    for song in sorted((corpus / "train").iterdir())[:TRAIN_SONGS]:
-        shutil.copytree(song, staging / "train" / song.name)
     staging.rename(out)
     return out
+
+
+def rebalanced(corpus: Path, folder: Path, sd_db: float, moves_db: dict[str, float]) -> Path:
+    """`folder/{corpus,dataset}`: `rebalance`d test songs of `corpus` and their data set (made once)."""
+    rebalance(corpus, folder / "corpus", sd_db, moves_db)
+    if not (folder / "dataset").exists():
+        build_dataset(folder / "corpus", folder / "dataset", config="expanded", seed=0, cache_dir=folder / "cache")
+    return folder
 
 
 def score(model: Path, folder: Path, out: Path, limit: int) -> dict:
@@ -95,12 +101,8 @@ def main() -> int:
     out = Path(args.out)
     soundfont = prepare_corpus(Path(args.corpora) / "soundfont", "soundfont")
     folders = {"soundfont": soundfont}
-    for name, (sd_db, other_db) in VARIANTS.items():
-        folder = out / "corpora" / name
-        rebalance(soundfont / "corpus", folder / "corpus", sd_db, other_db)
-        if not (folder / "dataset").exists():
-            build_dataset(folder / "corpus", folder / "dataset", config="expanded", seed=0, cache_dir=folder / "cache")
-        folders[name] = folder
+    for name, (sd_db, moves_db) in VARIANTS.items():
+        folders[name] = rebalanced(soundfont / "corpus", out / "corpora" / name, sd_db, moves_db)
     models = dict(spec.rsplit("=", 1) for spec in args.model)  # a name may hold "=", a folder rarely does
     for spread in args.other_spread:
         for seed in args.seeds:

@@ -1,0 +1,124 @@
+"""How far does a trained model carry to held-out songs made another way: another SoundFont, another balance?
+
+An outside set plays its own songs through sampled instruments with a script of its own. Two things such a script may
+do otherwise than the training corpus are measured on `bench/song_length.py`'s held-out set (30 songs of 40 s from
+another synth seed, stereo at 44.1 kHz, only `test/`, played by the default SoundFont: `held-out`):
+- `sf:NAME`: the same songs, with the same levels, played by another General MIDI SoundFont (`--soundfont NAME=PATH`);
+- `STEM+D`, `STEM-D`: one stem of every song moved by D dB before any flaw (`--move STEM=D`), a convention that sets
+  that stem louder or quieter in a balanced mix; "balanced" means the moved balance (`bench/balance.py`'s
+  `rebalance`), so a model that expects the training corpus's balance calls those mixes flawed.
+Scores each `--model NAME=DIR` with ranked decoding on every test row (or the first `--limit`). Writes
+`OUT/held_out.json`, `.md` (one row per model, then mean ± sd over them) and `.png`; resumes from the JSON.
+
+    .venv/bin/python bench/held_out.py --model seed0=DIR [--model seed1=DIR ...] [--out bench_out/held_out]
+        [--soundfont musescore=/usr/share/sounds/sf2/MuseScore_General_Full.sf2] [--move bass=3 bass=-3 ...]
+        [--limit ROWS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from unittest import mock
+
+from dataset_builder.synth.soundfont import SOUNDFONT_ENV
+from mixingbuddy.files import write_file_atomic
+from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
+
+sys.path.insert(0, str(Path(__file__).parent))
+from balance import rebalanced, score  # noqa: E402
+from generalisation import mean_spread  # noqa: E402
+from song_length import held_out_long  # noqa: E402
+
+DEFAULT_MOVES = ("bass=3", "bass=-3", "drums=3", "drums=-3", "vocals=3", "vocals=-3")
+
+
+def parse_move(text: str) -> tuple[str, float]:
+    stem, db = text.split("=")
+    if stem not in STEMS:
+        raise argparse.ArgumentTypeError(f"--move {text}: the stem must be one of {', '.join(STEMS)}")
+    return stem, float(db)
+
+
+def played_by(folder: Path, soundfont: str) -> Path:
+    """`held_out_long(folder)` with every song played by `soundfont` (made once)."""
+    with mock.patch.dict(os.environ, {SOUNDFONT_ENV: soundfont}):
+        return held_out_long(folder)
+
+
+def markdown(rows: list[dict], tests: list[str]) -> str:
+    lines = ["| model | " + " | ".join(f"{t}: joint | balanced" for t in tests) + " |",
+             "|---|" + "---|---|" * len(tests)]
+    for r in rows:
+        lines.append(f"| {r['model']} | " + " | ".join(f"{r[t]['joint']:.1%} | {r[t]['balanced']:.1%}" for t in tests)
+                     + " |")
+    if len(rows) > 1:
+        cells = [mean_spread([r[t][key] for r in rows]) for t in tests for key in ("joint", "balanced")]
+        lines.append(f"| mean ± sd of {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], tests: list[str], path: Path) -> None:
+    """Joint and balanced accuracy per held-out set: bars are the mean over the models, dots the models."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    for k, (key, label) in enumerate((("joint", "joint"), ("balanced", "balanced mixes"))):
+        for x, test in enumerate(tests):
+            values = [100 * r[test][key] for r in rows]
+            ax.bar(x + (k - 0.5) * 0.4, sum(values) / len(values), 0.4, color=f"C{k}", label=label if x == 0 else None)
+            ax.plot([x + (k - 0.5) * 0.4] * len(values), values, "k.", markersize=4)
+    ax.set_xticks(range(len(tests)), tests, fontsize=8)
+    ax.set_ylabel("accuracy (%), ranked")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title("Held-out 40 s songs: as made, played by other SoundFonts, one stem moved in the balance;\n"
+                 f"bars: mean of {len(rows)} models, dots: each", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench_out/held_out")
+    parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR",
+                        help="a trained model to score (the last '=' splits the name from the folder)")
+    parser.add_argument("--soundfont", action="append", default=[], metavar="NAME=PATH",
+                        help="another General MIDI .sf2 to play the held-out songs with")
+    parser.add_argument("--move", type=parse_move, nargs="*", default=[parse_move(m) for m in DEFAULT_MOVES],
+                        metavar="STEM=DB", help=f"one stem moved in every song (default: {' '.join(DEFAULT_MOVES)})")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first ROWS rows of each set")
+    args = parser.parse_args()
+    out = Path(args.out)
+    base = held_out_long(out / "held-out")
+    folders = {"held-out": base}
+    for spec in args.soundfont:
+        name, path = spec.split("=", 1)
+        folders[f"sf:{name}"] = played_by(out / f"sf-{name}", path)
+    for stem, db in args.move:
+        folders[f"{stem}{db:+g}"] = rebalanced(base / "corpus", out / f"{stem}{db:+g}", 0.0, {stem: db})
+    results_path = out / "held_out.json"
+    rows = {r["model"]: r for r in json.loads(results_path.read_text())} if results_path.exists() else {}
+    for name, model in (spec.rsplit("=", 1) for spec in args.model):
+        row = rows.setdefault(name, {"model": name, "dir": model})
+        for test, folder in folders.items():
+            if test not in row:
+                row[test] = score(Path(model), folder, out / "eval" / name / test, args.limit)
+                write_file_atomic(results_path, json.dumps(list(rows.values()), indent=2) + "\n")  # resumes here
+    chosen = [rows[spec.rsplit("=", 1)[0]] for spec in args.model]
+    table = markdown(chosen, list(folders))
+    write_file_atomic(out / "held_out.md", table + "\n")
+    plot(chosen, list(folders), out / "held_out.png")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
