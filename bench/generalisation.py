@@ -6,7 +6,8 @@ and of the soundfont corpus: joint accuracy and the accuracy on balanced mixes (
 demo's size and settings (songs, seconds, rate, level spread, mixing chain) and the same synth seed, so the three
 hold the same compositions — song `i` has the same plan in each — and their test songs are the same held-out
 compositions: only the sound differs. The log-mel statistics MLP (the strongest simple probe; see
-`bench/ablations.py`) is trained on the same train splits and scored on the same test rows.
+`bench/ablations.py`), given the statistics of the clips the recipe hears (its `audio_inputs`), is trained on the
+same train splits and scored on the same test rows.
 
 Writes `OUT/generalisation.json`, `.md` (per seed and mean ± spread over seeds) and `.png`; reuses corpora, data
 sets and stem caches already in `OUT`.
@@ -66,10 +67,11 @@ def test_rows(folder: Path, limit: int | None) -> list[dict]:
 
 class ProbeFeatures:
     """The log-mel statistics probe's inputs (each clip's statistics side by side + anchor one-hot, advice class) of a
-    corpus's split, computed once and shared by every seed."""
+    corpus's split, computed once and shared by every seed; by default it hears the clips the demo's recipe hears."""
 
-    def __init__(self, folders: dict[str, Path], limit: int | None, audio_inputs: str = "mix"):
+    def __init__(self, folders: dict[str, Path], limit: int | None, audio_inputs: str | None = None):
         recipe = yaml.safe_load(config_file("tiny.yaml").read_text())
+        audio_inputs = audio_inputs or recipe["audio_inputs"]
         model, self.processor = build_tiny_model_and_processor(
             text_hidden_size=recipe["tiny_text_hidden_size"], audio_frontend="log_mel",
             audio_pooling=recipe["audio_pooling"], mel_hop_length=recipe["mel_hop_length"], audio_inputs=audio_inputs)
