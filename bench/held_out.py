@@ -29,6 +29,7 @@ from mixingbuddy.files import write_file_atomic
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
 sys.path.insert(0, str(Path(__file__).parent))
+from balance import markdown as balance_table  # noqa: E402
 from balance import rebalanced, score  # noqa: E402
 from generalisation import mean_spread  # noqa: E402
 from song_length import held_out_long  # noqa: E402
@@ -50,15 +51,12 @@ def played_by(folder: Path, soundfont: str) -> Path:
 
 
 def markdown(rows: list[dict], tests: list[str]) -> str:
-    lines = ["| model | " + " | ".join(f"{t}: joint | balanced" for t in tests) + " |",
-             "|---|" + "---|---|" * len(tests)]
-    for r in rows:
-        lines.append(f"| {r['model']} | " + " | ".join(f"{r[t]['joint']:.1%} | {r[t]['balanced']:.1%}" for t in tests)
-                     + " |")
-    if len(rows) > 1:
-        cells = [mean_spread([r[t][key] for r in rows]) for t in tests for key in ("joint", "balanced")]
-        lines.append(f"| mean ± sd of {len(rows)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """`bench/balance.py`'s table (a row per model), then the mean ± sd over the models."""
+    table = balance_table(rows, tests)
+    if len(rows) < 2:
+        return table
+    cells = [mean_spread([r[t][key] for r in rows]) for t in tests for key in ("joint", "balanced")]
+    return table + f"\n| mean ± sd of {len(rows)} | " + " | ".join(cells) + " |"
 
 
 def plot(rows: list[dict], tests: list[str], path: Path) -> None:
