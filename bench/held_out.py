@@ -38,10 +38,15 @@ DEFAULT_MOVES = ("bass=3", "bass=-3", "drums=3", "drums=-3", "vocals=3", "vocals
 
 
 def parse_move(text: str) -> tuple[str, float]:
-    stem, db = text.split("=")
+    """`STEM=DB` (e.g. `bass=-3`) -> (stem, dB); a clear argparse error otherwise."""
+    stem, _, db = text.partition("=")
+    try:
+        move = float(db)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write STEM=DB, e.g. bass=-3") from None
     if stem not in STEMS:
-        raise argparse.ArgumentTypeError(f"--move {text}: the stem must be one of {', '.join(STEMS)}")
-    return stem, float(db)
+        raise argparse.ArgumentTypeError(f"{text!r}: the stem must be one of {', '.join(STEMS)}")
+    return stem, move
 
 
 def played_by(folder: Path, soundfont: str) -> Path:
