@@ -76,12 +76,15 @@ def evaluate(args: argparse.Namespace) -> int:
     output = {"out_dir": args.out, "run": run, "overwrite": args.overwrite, "resume": args.resume,
               "protected": {"stems folder": stems, "data set": args.dataset, "model": model}}
     out = on_main_process(processes, check_output, **output)  # nothing is written before the model has loaded
-    results = evaluate_split(
-        model, args.dataset, out, stems, split=args.split, batch_size=args.batch_size, limit=args.limit,
-        decodings=decodings, cache_dir=args.cache_dir, resume=args.resume, device=args.device,
-        dtype=torch_dtype(args.dtype), load_in_4bit=args.load_in_4bit, ranked_chunk_size=args.ranked_chunk_size,
-        semantic_model=args.semantic_model, on_ready=functools.partial(start_output, **output),
-    )
+    try:
+        results = evaluate_split(
+            model, args.dataset, out, stems, split=args.split, batch_size=args.batch_size, limit=args.limit,
+            decodings=decodings, cache_dir=args.cache_dir, resume=args.resume, device=args.device,
+            dtype=torch_dtype(args.dtype), load_in_4bit=args.load_in_4bit, ranked_chunk_size=args.ranked_chunk_size,
+            semantic_model=args.semantic_model, on_ready=functools.partial(start_output, **output),
+        )
+    finally:  # gloo's threads joined now: left to the interpreter's exit, rank 0 sometimes aborted after finishing
+        processes.destroy_process_group()
     if not processes.is_main_process:
         return 0
     for decoding, metrics in results.items():
