@@ -34,6 +34,8 @@ from generalisation import (
     mean_spread,
     prepare_corpus,
     probe_results,
+    save_figure,
+    seed_bar,
     train_variant,
     write_report,
 )
@@ -101,18 +103,14 @@ def plot(rows: list[dict], path: Path, corpus: str = DEMO_CORPUS):
         for x, (setting, (model, decoding)) in enumerate(bars):
             values = [100 * r[key] for r in rows if (r["setting"], r["model"], r["decoding"]) == (setting, model, decoding)]
             if values:
-                at = x + (k - centre) * width
-                ax.bar(at, statistics.mean(values), width, color=f"C{k}", label=label if x == 0 else None)
-                ax.plot([at] * len(values), values, "k.", markersize=4)
+                seed_bar(ax, x + (k - centre) * width, values, width, f"C{k}", label if x == 0 else None)
     ticks = [f"{'LM' if m == 'demo LM' else 'MLP'}: {s}".replace(LEVELS, "\n+ levels") for s, (m, _) in bars]
     ax.set_xticks(range(len(ticks)), ticks, fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%), ranked / classifier")
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("What the model hears: the mix, the mix and the anchor, or every stem (dots: seeds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> int:

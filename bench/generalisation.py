@@ -141,6 +141,20 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def seed_bar(ax, at: float, values: list[float], width: float, color: str, label: str | None = None) -> None:
+    """A bar at the mean of `values` (one per seed or model), each value a dot on it."""
+    ax.bar(at, statistics.mean(values), width, color=color, label=label)
+    ax.plot([at] * len(values), values, "k.", markersize=4)
+
+
+def save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot(rows: list[dict], path: Path):
     import matplotlib
 
@@ -154,18 +168,14 @@ def plot(rows: list[dict], path: Path):
     for k, engine in enumerate(TEST_ENGINES):
         for x, label in enumerate(labels):
             values = [100 * r[engine]["joint"] for r in ranked if (r["model"], r["train"]) == label]
-            ax.bar(x + (k - 0.5) * width, statistics.mean(values), width, color=f"C{k}",
-                   label=f"tested on {engine}" if x == 0 else None)
-            ax.plot([x + (k - 0.5) * width] * len(values), values, "k.", markersize=4)
+            seed_bar(ax, x + (k - 0.5) * width, values, width, f"C{k}", f"tested on {engine}" if x == 0 else None)
     ax.set_xticks(range(len(labels)), [f"{'LM' if m == 'demo LM' else 'MLP'}\non {t}" for m, t in labels], fontsize=8)
     ax.set_ylabel("joint accuracy (%), ranked / classifier")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
     ax.set_title("Trained on one corpus (LM: the demo's recipe, ranked; MLP: the log-mel probe),\n"
                  "tested on each engine's held-out songs; dots: seeds", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> int:

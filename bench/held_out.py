@@ -31,7 +31,7 @@ from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 sys.path.insert(0, str(Path(__file__).parent))
 from balance import markdown as balance_table  # noqa: E402
 from balance import rebalanced, score  # noqa: E402
-from generalisation import mean_spread  # noqa: E402
+from generalisation import mean_spread, save_figure, seed_bar  # noqa: E402
 from song_length import held_out_long  # noqa: E402
 
 DEFAULT_MOVES = ("bass=3", "bass=-3", "drums=3", "drums=-3", "vocals=3", "vocals=-3")
@@ -74,18 +74,14 @@ def plot(rows: list[dict], tests: list[str], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 3.8))
     for k, (key, label) in enumerate((("joint", "joint"), ("balanced", "balanced mixes"))):
         for x, test in enumerate(tests):
-            values = [100 * r[test][key] for r in rows]
-            ax.bar(x + (k - 0.5) * 0.4, sum(values) / len(values), 0.4, color=f"C{k}", label=label if x == 0 else None)
-            ax.plot([x + (k - 0.5) * 0.4] * len(values), values, "k.", markersize=4)
+            seed_bar(ax, x + (k - 0.5) * 0.4, [100 * r[test][key] for r in rows], 0.4, f"C{k}", label if x == 0 else None)
     ax.set_xticks(range(len(tests)), tests, fontsize=8)
     ax.set_ylabel("accuracy (%), ranked")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title("Held-out 40 s songs: as made, played by other SoundFonts, one stem moved in the balance;\n"
                  f"bars: mean of {len(rows)} models, dots: each", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> int:

@@ -23,11 +23,11 @@ from pathlib import Path
 from dataset_builder import build_dataset
 from dataset_builder.synth import synthesize_corpus
 from mixingbuddy.demo import DEMO_LEVEL_SPREAD_DB
-from mixingbuddy.evaluation.generation import evaluate_split
 from mixingbuddy.files import write_file_atomic
 
 sys.path.insert(0, str(Path(__file__).parent))
-from generalisation import cell, mean_spread, prepare_corpus, train_variant  # noqa: E402
+from balance import score  # noqa: E402
+from generalisation import mean_spread, prepare_corpus, train_variant  # noqa: E402
 
 TESTS = ("short", "long", "procedural")
 SHORT_SONGS = (600, 10.0)  # the 10 s corpus, one chunk per song: bench/generalisation.py's --songs 600 --seconds 10
@@ -88,12 +88,8 @@ def main() -> int:
                 continue
             model_dir, seconds_per_step = train_variant(f"{shape}-seed{seed}", {}, train, out, args.steps, seed)
             run = out / "eval" / f"{shape}-seed{seed}"
-            scores = {test: evaluate_split(str(model_dir), folder / "dataset", run / test, folder / "corpus",
-                                           batch_size=64, limit=limit, decodings=("ranked",),
-                                           cache_dir=folder / "cache")["ranked"]
-                      for test, (folder, limit) in tests.items()}
             rows.append({"shape": shape, "seed": seed, "steps": args.steps, "seconds_per_step": seconds_per_step,
-                         **{test: cell(metrics) for test, metrics in scores.items()}})
+                         **{test: score(model_dir, folder, run / test, limit) for test, (folder, limit) in tests.items()}})
             write_file_atomic(results_path, json.dumps(rows, indent=2) + "\n")  # a rerun goes on from here
     table = markdown(rows)
     write_file_atomic(out / "song_length.md", table + "\n")
