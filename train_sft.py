@@ -19,4 +19,5 @@ folder behind.
 from mixingbuddy.training.run import run
 
 if __name__ == "__main__":
-    run()
+    # the process group ended before exit: left to the interpreter, a gloo rank sometimes aborted after training
+    run().accelerator.end_training()
