@@ -70,7 +70,7 @@ def add_dataset_commands(commands) -> None:
     p.add_argument("--channels", type=int, default=2, choices=(1, 2),
                    help="2: stereo, as MUSDB18HQ; 1: mono (with --sample-rate 24000, read in place, without a stem cache)")
     p.add_argument("--level-spread-db", type=float, default=3.0,
-                   help="each song draws each stem's level within ±this many dB of its nominal level (default: 3)")
+                   help="each song draws each stem's loudness within ±this many dB of its nominal one (default: 3)")
     p.add_argument("--engine", choices=("procedural", "soundfont", "both"), default="procedural",
                    help="procedural: oscillators; soundfont: General MIDI instruments from a SoundFont (Debian's "
                         "fluid-soundfont-gm, or MIXINGBUDDY_SOUNDFONT); both: alternate songs (default: procedural)")

@@ -1,4 +1,4 @@
-"""Levels in decibels: dB ↔ linear gain, and RMS level in dBFS."""
+"""Levels in decibels: dB ↔ linear gain, RMS level in dBFS, and integrated loudness in LUFS."""
 
 from __future__ import annotations
 
@@ -20,3 +20,11 @@ def gain_to_db(gain: float) -> float:
 def rms_db(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """RMS level in dBFS along `axis` (silence gives about -200 dB)."""
     return 10 * np.log10(np.mean(np.square(x, dtype=np.float64), axis=axis) + 1e-20)
+
+
+def loudness(audio: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness (ITU-R BS.1770, gated, so silences do not count) of `audio` [channels, samples] in LUFS;
+    -inf for silence."""
+    import pyloudnorm  # imports scipy.signal (about a second), which only the synthetic corpus and benches need
+
+    return pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T.astype(np.float64))

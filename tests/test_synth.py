@@ -5,6 +5,7 @@ import json
 import re
 
 import numpy as np
+import pyloudnorm
 import pytest
 import soundfile as sf
 
@@ -26,6 +27,11 @@ def digest(folder):
 
 def rms_dbfs(audio):
     return 20 * np.log10(max(float(np.sqrt(np.mean(np.square(audio)))), 1e-12))
+
+
+def loudness_lufs(audio, rate):
+    """Integrated loudness (ITU-R BS.1770) of a written stem [samples] or [samples, channels], by pyloudnorm."""
+    return pyloudnorm.Meter(rate).integrated_loudness(audio)
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +96,9 @@ def test_recorded_levels_match_the_audio_and_vary_across_songs(corpus, meta):
         folder = corpus / record["split"] / record["track"]
         for stem in STEMS:
             audio, rate = sf.read(folder / f"{stem}.wav")
-            playing = np.ones(len(audio), dtype=bool)
-            for start, end in record["silent"][stem]:
-                playing[round(start * rate) : round(end * rate)] = False
             assert_level_set_then_limited(record, stem)
-            assert rms_dbfs(audio[playing]) == pytest.approx(record["rms_dbfs"][stem], abs=0.1)
-    balances = [record["rms_dbfs"]["vocals"] - record["rms_dbfs"]["drums"] for record in meta["tracks"]]
+            assert loudness_lufs(audio, rate) == pytest.approx(record["loudness_lufs"][stem], abs=0.1)
+    balances = [record["loudness_lufs"]["vocals"] - record["loudness_lufs"]["drums"] for record in meta["tracks"]]
     assert max(balances) - min(balances) > 0.5
     for stem in STEMS:
         assert len({record["levels_db"][stem] for record in meta["tracks"]}) == SONGS
@@ -129,20 +132,17 @@ def test_mono_corpus_at_24k_is_the_stereo_songs_downmix_with_their_levels(tmp_pa
     np.testing.assert_array_equal(sf.read(folder / "mixture.wav", dtype="int16")[0], np.sum(stems, axis=0))
     for stem in STEMS:
         audio, rate = sf.read(folder / f"{stem}.wav")
-        playing = np.ones(len(audio), dtype=bool)
-        for start, end in record["silent"][stem]:
-            playing[round(start * rate) : round(end * rate)] = False
-        assert rms_dbfs(audio[playing]) == pytest.approx(record["rms_dbfs"][stem], abs=0.1)
+        assert loudness_lufs(audio, rate) == pytest.approx(record["loudness_lufs"][stem], abs=0.1)
         assert_level_set_then_limited(record, stem)
 
 
 def assert_level_set_then_limited(record: dict, stem: str):
     """A stem's recorded level is the level it was set to (nominal + the song's draw + the song gain), lowered by no
     more than the bus limiter's reduction (exactly that level when the song has no limiter)."""
-    expected = synth.NOMINAL_RMS_DBFS[stem] + record["levels_db"][stem] + record["song_gain_db"]
+    expected = synth.NOMINAL_LUFS[stem] + record["levels_db"][stem] + record["song_gain_db"]
     bus = record["mixing"] and record["mixing"]["bus"]
     reduction = bus["reduction_db"] if bus else 0.0
-    assert expected - reduction - 0.02 <= record["rms_dbfs"][stem] <= expected + 0.02
+    assert expected - reduction - 0.02 <= record["loudness_lufs"][stem] <= expected + 0.02
 
 
 def test_without_the_mixing_chain_levels_are_exactly_the_drawn_ones(tmp_path):
@@ -152,8 +152,8 @@ def test_without_the_mixing_chain_levels_are_exactly_the_drawn_ones(tmp_path):
     for record in meta["tracks"]:
         assert record["mixing"] is None
         for stem in STEMS:
-            expected = synth.NOMINAL_RMS_DBFS[stem] + record["levels_db"][stem] + record["song_gain_db"]
-            assert record["rms_dbfs"][stem] == pytest.approx(expected, abs=0.02)
+            expected = synth.NOMINAL_LUFS[stem] + record["levels_db"][stem] + record["song_gain_db"]
+            assert record["loudness_lufs"][stem] == pytest.approx(expected, abs=0.02)
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,12 @@ where a stem is silent) and in the level of each stem, so the "correct" balance 
 
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
-from .corpus import NOMINAL_RMS_DBFS, PEAK_CEILING, render_song, synthesize_corpus
+from .corpus import NOMINAL_LUFS, PEAK_CEILING, render_song, synthesize_corpus
 from .plan import LEVEL_SPREAD_DB, track_names
 
 __all__ = [
     "LEVEL_SPREAD_DB",
-    "NOMINAL_RMS_DBFS",
+    "NOMINAL_LUFS",
     "PEAK_CEILING",
     "STEMS",
     "render_song",

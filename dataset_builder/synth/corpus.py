@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from dataset_builder.levels import db_to_gain, gain_to_db
+from dataset_builder.levels import db_to_gain, gain_to_db, loudness
 from mixingbuddy.files import atomic_folder
 from mixingbuddy.hub.processing_mixingbuddy import downmix
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
@@ -25,7 +25,9 @@ from .mixing import bus_limiter_gain, plan_mixing, process_stem
 from .plan import LEVEL_SPREAD_DB, NOTE_NAMES, Grid, SongPlan, plan_song, track_names
 from .vocals import render_vocals
 
-NOMINAL_RMS_DBFS = {"bass": -21.0, "drums": -20.0, "other": -23.0, "vocals": -20.0}  # RMS where a stem plays
+# Integrated loudness (ITU-R BS.1770, LUFS) of each stem in a balanced mix: near-equal loudness with the lead on top
+# (README "What balanced means")
+NOMINAL_LUFS = {"bass": -21.0, "drums": -21.0, "other": -22.0, "vocals": -20.0}
 PEAK_CEILING = db_to_gain(-1.0)  # a song whose mixture or a stem would peak above −1 dBFS is scaled down
 FADE_OUT_SECONDS = 0.5
 
@@ -70,10 +72,10 @@ def render_song(
     song gain and the stem levels.
 
     Each stem is rendered by `engine`, processed by its `mixing` chain (`mixing.plan_mixing`'s settings; None: no
-    processing), and scaled so its RMS where it plays is its nominal level plus the song's `levels_db`; then the
+    processing), and scaled so its integrated loudness is its nominal loudness plus the song's `levels_db`; then the
     mix bus's limiter gain multiplies every stem alike (so the stems still sum to the limited mix), and the whole
     song is scaled down if the mixture or a stem would peak above −1 dBFS. The levels are those of the result
-    (RMS in dBFS where the stem plays, before PCM rounding; None for a stem that never plays).
+    (integrated loudness in LUFS, before PCM rounding; None for a stem that never plays).
     """
     fade = np.minimum(1.0, (num_samples - np.arange(num_samples)) / (FADE_OUT_SECONDS * sample_rate)).astype(
         np.float32
@@ -86,9 +88,9 @@ def render_song(
         if channels == 1:
             audio = downmix(audio, channel_axis=0)[None]
         masks[stem] = active_mask(plan, stem, num_samples, sample_rate)
-        rms = rms_where(audio, masks[stem])
-        target = db_to_gain(NOMINAL_RMS_DBFS[stem] + plan.levels_db[stem])
-        stems[stem] = audio * np.float32(target / rms) if rms > 0 else audio
+        level = loudness(audio, sample_rate)
+        to_nominal = db_to_gain(NOMINAL_LUFS[stem] + plan.levels_db[stem] - level)
+        stems[stem] = audio * np.float32(to_nominal) if np.isfinite(level) else audio
     if mixing is not None:
         bus_gain = bus_limiter_gain(sum(stems.values()), sample_rate, mixing["bus"])  # [samples]
         stems = {stem: audio * bus_gain for stem, audio in stems.items()}
@@ -96,18 +98,11 @@ def render_song(
     gain = min(1.0, PEAK_CEILING / max(peak, 1e-9))
     pcm = {stem: np.ascontiguousarray(np.rint(x.T * (gain * 32768.0)).astype(np.int16)) for stem, x in stems.items()}
     if mixing is None:
-        levels = {stem: NOMINAL_RMS_DBFS[stem] + plan.levels_db[stem] + gain_to_db(gain) for stem in STEMS}
+        levels = {stem: NOMINAL_LUFS[stem] + plan.levels_db[stem] + gain_to_db(gain) for stem in STEMS}
     else:  # the limiter lowered the loud passages: measure
-        levels = {stem: gain_to_db(max(rms_where(stems[stem], masks[stem]), 1e-12) * gain) for stem in STEMS}
+        levels = {stem: loudness(stems[stem], sample_rate) + gain_to_db(gain) for stem in STEMS}
     levels = {stem: round(level, 2) if masks[stem].any() else None for stem, level in levels.items()}
     return pcm, round(gain_to_db(gain), 2), levels
-
-
-def rms_where(audio: np.ndarray, mask: np.ndarray) -> float:
-    """RMS of `audio` [channels, samples] over the samples where `mask` is true (0 if none)."""
-    count = int(mask.sum())
-    power = float(np.square(audio).sum(axis=0) @ mask.astype(np.float32))
-    return math.sqrt(power / (len(audio) * count)) if count else 0.0
 
 
 def silent_spans(plan: SongPlan, stem: str, seconds: float) -> list[list[float]]:
@@ -124,7 +119,7 @@ def silent_spans(plan: SongPlan, stem: str, seconds: float) -> list[list[float]]
     return spans
 
 
-def describe(plan: SongPlan, seconds: float, song_gain_db: float, rms_dbfs: dict[str, float]) -> dict:
+def describe(plan: SongPlan, seconds: float, song_gain_db: float, loudness_lufs: dict[str, float]) -> dict:
     """The JSON record of one song."""
     bar_seconds = Grid(plan.tempo).bar_seconds
     record = asdict(plan)
@@ -142,7 +137,7 @@ def describe(plan: SongPlan, seconds: float, song_gain_db: float, rms_dbfs: dict
     ]
     record["silent"] = {stem: silent_spans(plan, stem, seconds) for stem in STEMS}
     record["song_gain_db"] = song_gain_db
-    record["rms_dbfs"] = rms_dbfs
+    record["loudness_lufs"] = loudness_lufs
     return record
 
 
@@ -224,7 +219,7 @@ def synthesize_corpus(
             plan_seed, render_seed, mixing_seed = song_seeds.spawn(3)
             plan = plan_song(np.random.default_rng(plan_seed), track, split, seconds, level_spread_db)
             mixing = plan_mixing(np.random.default_rng(mixing_seed)) if mixing_chain else None
-            pcm, song_gain_db, rms_dbfs = render_song(
+            pcm, song_gain_db, levels = render_song(
                 plan, render_seed, num_samples, sample_rate, channels, song_engine(engine, index), mixing
             )
             folder = staging / split / track
@@ -234,7 +229,7 @@ def synthesize_corpus(
             mixture = np.sum([x.astype(np.int32) for x in pcm.values()], axis=0).astype(np.int16)
             sf.write(folder / "mixture.wav", mixture, sample_rate, subtype="PCM_16")
             records.append(
-                {**describe(plan, seconds, song_gain_db, rms_dbfs), "engine": song_engine(engine, index), "mixing": mixing}
+                {**describe(plan, seconds, song_gain_db, levels), "engine": song_engine(engine, index), "mixing": mixing}
             )
         corpus = {
             "generator": "dataset_builder.synth",
@@ -246,7 +241,7 @@ def synthesize_corpus(
             "sample_rate": sample_rate,
             "channels": channels,
             "stems": list(STEMS),
-            "nominal_rms_dbfs": NOMINAL_RMS_DBFS,
+            "nominal_lufs": NOMINAL_LUFS,
             "level_spread_db": level_spread_db,
             "tracks": records,
         }

@@ -10,7 +10,7 @@ import numpy as np
 
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
-LEVEL_SPREAD_DB = 3.0  # each song draws each stem's level uniformly within ±this of its nominal RMS
+LEVEL_SPREAD_DB = 3.0  # each song draws each stem's level uniformly within ±this of its nominal loudness
 
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MODES = {
