@@ -75,8 +75,8 @@ class MixingBuddyConfig(PreTrainedConfig):
         audio_inputs (`"mix"`, `"mix+anchor"` or `"stems"`): the clips the model hears per prompt, each at its own
             labelled placeholder, all through the same encoder and projector: the mix (the paper); the mix and the
             anchor stem alone; or every stem, the anchor first, then the mix (see `vocabulary_mixingbuddy.audio_clips`).
-        clip_levels (`bool`): with several clips, add to every token of a clip an embedding of the clip's RMS level
-            relative to the mix's while the clip sounds (its quiet frames gated out), in dB (floored at -60): the
+        clip_levels (`bool`): with several clips, add to every token of a clip an embedding of the clip's loudness
+            (K-weighted power, as ITU-R BS.1770) relative to the mix's while the clip sounds (its quiet frames gated out), in dB (floored at -60): the
             relative levels a balance judgement rests on, given outright instead of left for the tokens to carry
             (`bench/level_oracle.py` measures what they are worth).
         audio_token (`str`), audio_token_id (`int`): the placeholder expanded by the processor.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -113,10 +114,31 @@ class MixingBuddyAdviceHead(nn.Module):
         return self.classifier(audio_embeds.mean(dim=-2).flatten(1))
 
 
-class MixingBuddyClipLevelEmbedding(nn.Module):
-    """Each clip's level relative to its prompt's mix while the clip sounds (dB, within [-60, 20]) -> a vector added to
-    every token of the clip: Linear -> GELU -> Linear on the level in units of 20 dB.
+def k_weighting_power(sampling_rate: int, n_fft: int) -> torch.Tensor:
+    """|H|^2 of ITU-R BS.1770's K-weighting (a +4 dB shelf above ~1.5 kHz, then a high-pass at 38 Hz; the biquads
+    designed at `sampling_rate` as pyloudnorm does) at the rfft bins of `n_fft` samples: [n_fft // 2 + 1]."""
+    z = torch.exp(-1j * torch.linspace(0, math.pi, n_fft // 2 + 1, dtype=torch.float64))  # z^-1 at each bin
+    response = torch.ones_like(z)
+    for kind, gain_db, q, cutoff in (("shelf", 4.0, 1 / math.sqrt(2), 1500.0), ("high-pass", 0.0, 0.5, 38.0)):
+        w0 = 2 * math.pi * cutoff / sampling_rate
+        alpha, cos, amp = math.sin(w0) / (2 * q), math.cos(w0), 10 ** (gain_db / 40)
+        if kind == "shelf":
+            root = 2 * math.sqrt(amp) * alpha
+            b = (amp * (amp + 1 + (amp - 1) * cos + root), -2 * amp * (amp - 1 + (amp + 1) * cos),
+                 amp * (amp + 1 + (amp - 1) * cos - root))
+            a = (amp + 1 - (amp - 1) * cos + root, 2 * (amp - 1 - (amp + 1) * cos), amp + 1 - (amp - 1) * cos - root)
+        else:
+            b, a = ((1 + cos) / 2, -(1 + cos), (1 + cos) / 2), (1 + alpha, -2 * cos, 1 - alpha)
+        response = response * (b[0] + b[1] * z + b[2] * z**2) / (a[0] + a[1] * z + a[2] * z**2)
+    return response.abs().square().float()
 
+
+class MixingBuddyClipLevelEmbedding(nn.Module):
+    """Each clip's loudness relative to its prompt's mix while the clip sounds (dB, within [-60, 20]) -> a vector added
+    to every token of the clip: Linear -> GELU -> Linear on the level in units of 20 dB.
+
+    Each frame's power is K-weighted, as ITU-R BS.1770 measures loudness (its spectrum times `k_weighting_power`), so
+    a bass and a lead at one loudness read alike, as the synthetic corpus levels them (README "What balanced means").
     The level is gated like EBU R128's relative gate: of the clip's 50 ms frames, those more than `gate_db` under the
     clip's mean power are left out, and the mix is read over the same frames, so a part's rests, or the silence before
     a stem comes in, do not make it read quieter than it is when it plays. The processor normalises a prompt's clips
@@ -129,6 +151,8 @@ class MixingBuddyClipLevelEmbedding(nn.Module):
         self.mix_index = config.mix_clip_index
         self.frame_length = round(config.sampling_rate * frame_seconds)
         self.gate = 10 ** (-gate_db / 10)
+        self.sampling_rate = config.sampling_rate
+        self.register_buffer("k_weights", k_weighting_power(config.sampling_rate, self.frame_length), persistent=False)
         self.mlp = nn.Sequential(
             nn.Linear(1, hidden_size), nn.GELU(), nn.Linear(hidden_size, config.text_config.hidden_size)
         )
@@ -136,8 +160,9 @@ class MixingBuddyClipLevelEmbedding(nn.Module):
     def levels(self, input_values: torch.Tensor) -> torch.Tensor:
         # input_values: [batch, clips, samples] -> relative levels [batch, clips] in dB
         frames = input_values.shape[-1] // self.frame_length
-        power = input_values[..., : frames * self.frame_length].float().unflatten(-1, (frames, self.frame_length))
-        power = power.pow(2).mean(-1)  # [batch, clips, frames]
+        frame = input_values[..., : frames * self.frame_length].float().unflatten(-1, (frames, self.frame_length))
+        spectrum = torch.fft.rfft(frame).abs().square()  # [batch, clips, frames, bins]
+        power = spectrum @ self.k_weights  # [batch, clips, frames]: K-weighted, as loudness is measured
         active = power >= self.gate * power.mean(-1, keepdim=True)  # [batch, clips, frames]; all of a silent clip
         clip_power = (power * active).sum(-1) + 1e-10  # [batch, clips]
         mix_power = (power[:, self.mix_index, None] * active).sum(-1) + 1e-10  # the mix over each clip's frames
@@ -231,6 +256,8 @@ class MixingBuddyPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)  # Linear, Conv1d, LayerNorm, Embedding and the language model's rotary buffers
         if isinstance(module, MixingBuddyLayerWeights):
             init.zeros_(module.weights)
+        elif isinstance(module, MixingBuddyClipLevelEmbedding):
+            init.copy_(module.k_weights, k_weighting_power(module.sampling_rate, module.frame_length))
         elif isinstance(module, MixingBuddyLogMelEncoder):
             init.copy_(module.window, torch.hann_window(module.n_fft))
             init.copy_(module.mel_filters, mel_filter_bank(module.num_mel_bins, module.n_fft, module.sampling_rate))

@@ -465,6 +465,21 @@ def test_clip_levels_read_each_clip_against_the_mix_whatever_the_overall_gain():
     assert expected[0] - expected[1] == pytest.approx(6.0, abs=0.2)  # the +6 dB stem reads 6 dB above its neighbour
 
 
+def test_clip_levels_weigh_frequencies_as_loudness_does():
+    """A 40 Hz and a 1 kHz tone at one RMS read as far apart as their integrated loudness (ITU-R BS.1770, pyloudnorm):
+    the level is K-weighted, as the corpus levels its stems."""
+    import pyloudnorm
+
+    model, _ = build_tiny_model_and_processor(audio_inputs="stems", clip_levels=True, aux_loss="label")
+    time = np.arange(10 * 24000) / 24000
+    low, high = (0.1 * np.sin(2 * np.pi * f * time) for f in (40.0, 1000.0))
+    clips = [low, high, np.zeros_like(low), np.zeros_like(low), low + high]
+    levels = model.model.clip_levels.levels(torch.tensor(np.stack(clips), dtype=torch.float32)[None])[0]
+    meter = pyloudnorm.Meter(24000)
+    expected = meter.integrated_loudness(high) - meter.integrated_loudness(low)  # about 6.2 LU
+    assert float(levels[1] - levels[0]) == pytest.approx(expected, abs=0.2) and expected > 5
+
+
 def test_clip_levels_read_a_stem_while_it_plays():
     """A stem silent for half the clip reads its level where it plays, against the mix over the same frames; the mix
     is the reference (0 dB)."""
@@ -507,6 +522,10 @@ def test_clip_levels_need_several_clips_and_round_trip(tmp_path):
     original, _ = build_tiny_model_and_processor(seed=0, audio_inputs="stems", clip_levels=True)
     for name, tensor in original.model.clip_levels.state_dict().items():
         torch.testing.assert_close(model.model.clip_levels.state_dict()[name], tensor)
+    # the K-weighting is a buffer not saved with the weights: it is rebuilt on loading, and the levels read the same
+    torch.testing.assert_close(model.model.clip_levels.k_weights, original.model.clip_levels.k_weights)
+    values = torch.tensor(np.stack(stems_and_mix(gains_db=(3.0, 0.0, -6.0, 0.0))))[None]  # [1, 5 clips, samples]
+    torch.testing.assert_close(model.model.clip_levels.levels(values), original.model.clip_levels.levels(values))
     check_model_folder(str(folder), {"clip_levels": True})
     with pytest.raises(ValueError, match="clip_levels is True"):
         check_model_folder(str(folder), {"clip_levels": False})
