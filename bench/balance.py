@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 
 from dataset_builder import build_dataset
-from dataset_builder.levels import db_to_gain
+from dataset_builder.levels import db_to_gain, loudness
 from mixingbuddy.evaluation.generation import evaluate_split
 from mixingbuddy.files import write_file_atomic
 from mixingbuddy.hub.vocabulary_mixingbuddy import AUDIO_INPUTS, STEMS
@@ -40,10 +40,37 @@ from generalisation import cell, prepare_corpus, train_variant  # noqa: E402
 VARIANTS = {"other+6": (0.0, {"other": 6.0}), "spread2": (2.0, {}), "spread4": (4.0, {})}  # (sd of every stem, moves)
 
 
-def rebalance(corpus: Path, out: Path, sd_db: float, moves_db: dict[str, float], seed: int = 0) -> Path:
-    """`out`: `corpus`'s test songs with each stem moved by N(0, sd_db) dB plus its `moves_db` (dB), the mixture
-    re-summed and the song scaled down when a peak would pass -1 dBFS (only `test/`: the builder needs no train
-    split)."""
+def active_rms_db(audio: np.ndarray, rate: int) -> float:
+    """RMS in dBFS of `audio` [channels, samples] over its 100 ms frames within 30 dB of the loudest: where it plays."""
+    frame = rate // 10
+    power = np.square(audio[:, : audio.shape[1] // frame * frame], dtype=np.float64).mean(axis=0)
+    power = power.reshape(-1, frame).mean(axis=1)  # [frames]
+    return float(10 * np.log10(power[power >= power.max() / 1000].mean() + 1e-20))
+
+
+# Balance conventions another script may level its stems by: a level measure and each stem's level relative to the
+# vocals in a balanced mix.
+CONVENTIONS = {
+    # Slakh2100's mixing rule: every source at one integrated loudness (ITU-R BS.1770)
+    "equal-loudness": (loudness, {"bass": 0.0, "drums": 0.0, "other": 0.0}),
+    # this corpus's convention until 2026-12-07: RMS where a stem plays, vocals and drums -20, bass -21, other -23 dBFS
+    "rms": (active_rms_db, {"bass": -1.0, "drums": 0.0, "other": -3.0}),
+}
+
+
+def convention_moves(stems: dict[str, np.ndarray], rate: int, convention: str) -> dict[str, float]:
+    """dB per stem that levels `stems` ([samples, channels] each) by `convention`, the vocals staying where they are."""
+    measure, relative = CONVENTIONS[convention]
+    levels = {stem: measure(audio.T, rate) for stem, audio in stems.items()}
+    return {stem: relative[stem] + levels["vocals"] - levels[stem] if stem in relative and np.isfinite(levels[stem])
+            else 0.0 for stem in STEMS}
+
+
+def rebalance(corpus: Path, out: Path, sd_db: float, moves_db: dict[str, float], seed: int = 0,
+              convention: str | None = None) -> Path:
+    """`out`: `corpus`'s test songs with each stem moved by N(0, sd_db) dB plus its `moves_db` (dB), after levelling
+    by `convention` (one of CONVENTIONS) if given, the mixture re-summed and the song scaled down when a peak would
+    pass -1 dBFS (only `test/`: the builder needs no train split)."""
     if out.exists():
         return out
     rng = np.random.default_rng(seed)
@@ -51,8 +78,10 @@ def rebalance(corpus: Path, out: Path, sd_db: float, moves_db: dict[str, float],
     shutil.rmtree(staging, ignore_errors=True)
     for song in sorted((corpus / "test").iterdir()):
         rate = sf.info(song / "mixture.wav").samplerate
-        moves = {stem: rng.normal(0.0, sd_db) + moves_db.get(stem, 0.0) for stem in STEMS}
-        stems = {stem: sf.read(song / f"{stem}.wav", dtype="float32")[0] * db_to_gain(moves[stem]) for stem in STEMS}
+        stems = {stem: sf.read(song / f"{stem}.wav", dtype="float32", always_2d=True)[0] for stem in STEMS}
+        levelled = convention_moves(stems, rate, convention) if convention else dict.fromkeys(STEMS, 0.0)
+        moves = {stem: levelled[stem] + rng.normal(0.0, sd_db) + moves_db.get(stem, 0.0) for stem in STEMS}
+        stems = {stem: audio * db_to_gain(moves[stem]) for stem, audio in stems.items()}
         mixture = sum(stems.values())
         scale = min(1.0, db_to_gain(-1.0) / max(np.abs(x).max() for x in (mixture, *stems.values())))
         (staging / "test" / song.name).mkdir(parents=True)
@@ -62,9 +91,10 @@ def rebalance(corpus: Path, out: Path, sd_db: float, moves_db: dict[str, float],
     return out
 
 
-def rebalanced(corpus: Path, folder: Path, sd_db: float, moves_db: dict[str, float]) -> Path:
+def rebalanced(corpus: Path, folder: Path, sd_db: float, moves_db: dict[str, float],
+               convention: str | None = None) -> Path:
     """`folder/{corpus,dataset}`: `rebalance`d test songs of `corpus` and their data set (made once)."""
-    rebalance(corpus, folder / "corpus", sd_db, moves_db)
+    rebalance(corpus, folder / "corpus", sd_db, moves_db, convention=convention)
     if not (folder / "dataset").exists():
         build_dataset(folder / "corpus", folder / "dataset", config="expanded", seed=0, cache_dir=folder / "cache")
     return folder

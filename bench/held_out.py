@@ -6,13 +6,16 @@ another synth seed, stereo at 44.1 kHz, only `test/`, played by the default Soun
 - `sf:NAME`: the same songs, with the same levels, played by another General MIDI SoundFont (`--soundfont NAME=PATH`);
 - `STEM+D`, `STEM-D`: one stem of every song moved by D dB before any flaw (`--move STEM=D`), a convention that sets
   that stem louder or quieter in a balanced mix; "balanced" means the moved balance (`bench/balance.py`'s
-  `rebalance`), so a model that expects the training corpus's balance calls those mixes flawed.
-Scores each `--model NAME=DIR` with ranked decoding on every test row (or the first `--limit`). Writes
-`OUT/held_out.json`, `.md` (one row per model, then mean ± sd over them) and `.png`; resumes from the JSON.
+  `rebalance`), so a model that expects the training corpus's balance calls those mixes flawed;
+- `as NAME`: every song's stems levelled by another script's convention (`--convention`, `bench/balance.py`'s
+  CONVENTIONS: `equal-loudness`, Slakh2100's rule; `rms`, this corpus's rule until 2026-12-07).
+Scores each `--model NAME=DIR` with ranked decoding on every test row (or the first `--limit`); models named
+`RECIPE/SEED` are grouped by recipe. Writes `OUT/held_out.json`, `.md` (one row per model, then mean ± sd over each
+recipe's) and `.png`; resumes from the JSON.
 
     .venv/bin/python bench/held_out.py --model seed0=DIR [--model seed1=DIR ...] [--out bench_out/held_out]
         [--soundfont musescore=/usr/share/sounds/sf2/MuseScore_General_Full.sf2] [--move bass=3 bass=-3 ...]
-        [--limit ROWS]
+        [--convention equal-loudness rms] [--limit ROWS]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from balance import markdown as balance_table  # noqa: E402
-from balance import rebalanced, score  # noqa: E402
+from balance import CONVENTIONS, rebalanced, score  # noqa: E402
 from generalisation import mean_spread, save_figure, seed_bar  # noqa: E402
 from song_length import held_out_long  # noqa: E402
 
@@ -55,32 +58,48 @@ def played_by(folder: Path, soundfont: str) -> Path:
         return held_out_long(folder)
 
 
+def groups(rows: list[dict]) -> dict[str, list[dict]]:
+    """The models by recipe: a name `RECIPE/SEED` belongs to RECIPE, any other name to one unnamed group."""
+    grouped = {}
+    for row in rows:
+        grouped.setdefault(row["model"].rpartition("/")[0], []).append(row)
+    return grouped
+
+
 def markdown(rows: list[dict], tests: list[str]) -> str:
-    """`bench/balance.py`'s table (a row per model), then the mean ± sd over the models."""
+    """`bench/balance.py`'s table (a row per model), then the mean ± sd over the models of each recipe."""
     table = balance_table(rows, tests)
-    if len(rows) < 2:
-        return table
-    cells = [mean_spread([r[t][key] for r in rows]) for t in tests for key in ("joint", "balanced")]
-    return table + f"\n| mean ± sd of {len(rows)} | " + " | ".join(cells) + " |"
+    for recipe, group in groups(rows).items():
+        if len(group) > 1:
+            cells = [mean_spread([r[t][key] for r in group]) for t in tests for key in ("joint", "balanced")]
+            table += f"\n| {recipe or 'mean'} ± sd of {len(group)} | " + " | ".join(cells) + " |"
+    return table
 
 
 def plot(rows: list[dict], tests: list[str], path: Path) -> None:
-    """Joint and balanced accuracy per held-out set: bars are the mean over the models, dots the models."""
+    """Joint and balanced accuracy per held-out set (joint only, one bar per recipe, when there are several recipes):
+    bars are the mean over the models, dots the models."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    grouped = groups(rows)
+    bars = ([(recipe, group, "joint") for recipe, group in grouped.items()] if len(grouped) > 1 else
+            [("", rows, "joint"), ("", rows, "balanced")])
+    width = 0.8 / len(bars)
     fig, ax = plt.subplots(figsize=(9, 3.8))
-    for k, (key, label) in enumerate((("joint", "joint"), ("balanced", "balanced mixes"))):
+    for k, (recipe, group, key) in enumerate(bars):
+        label = f"{recipe}: {key}" if recipe else ("balanced mixes" if key == "balanced" else key)
         for x, test in enumerate(tests):
-            seed_bar(ax, x + (k - 0.5) * 0.4, [100 * r[test][key] for r in rows], 0.4, f"C{k}", label if x == 0 else None)
+            seed_bar(ax, x + (k - (len(bars) - 1) / 2) * width, [100 * r[test][key] for r in group], width, f"C{k}",
+                     label if x == 0 else None)
     ax.set_xticks(range(len(tests)), tests, fontsize=8)
     ax.set_ylabel("accuracy (%), ranked")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="lower left")
-    ax.set_title("Held-out 40 s songs: as made, played by other SoundFonts, one stem moved in the balance;\n"
-                 f"bars: mean of {len(rows)} models, dots: each", fontsize=9)
+    ax.set_title("Held-out 40 s songs as made, played by other SoundFonts, or re-balanced;\n"
+                 "bars: the mean of each recipe's models, dots: each model", fontsize=9)
     save_figure(fig, path)
 
 
@@ -93,6 +112,8 @@ def main() -> int:
                         help="another General MIDI .sf2 to play the held-out songs with")
     parser.add_argument("--move", type=parse_move, nargs="*", default=[parse_move(m) for m in DEFAULT_MOVES],
                         metavar="STEM=DB", help=f"one stem moved in every song (default: {' '.join(DEFAULT_MOVES)})")
+    parser.add_argument("--convention", nargs="*", choices=CONVENTIONS, default=list(CONVENTIONS),
+                        help="the songs levelled by these conventions (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first ROWS rows of each set")
     args = parser.parse_args()
     out = Path(args.out)
@@ -103,6 +124,8 @@ def main() -> int:
         folders[f"sf:{name}"] = played_by(out / f"sf-{name}", path)
     for stem, db in args.move:
         folders[f"{stem}{db:+g}"] = rebalanced(base / "corpus", out / f"{stem}{db:+g}", 0.0, {stem: db})
+    for name in args.convention:
+        folders[f"as {name}"] = rebalanced(base / "corpus", out / f"as-{name}", 0.0, {}, name)
     results_path = out / "held_out.json"
     rows = {r["model"]: r for r in json.loads(results_path.read_text())} if results_path.exists() else {}
     for name, model in (spec.rsplit("=", 1) for spec in args.model):
