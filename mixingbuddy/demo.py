@@ -35,7 +35,7 @@ DEMO_CRITIQUE_SECONDS = 40.0  # the critique's song: a held-out song of its own,
 DEMO_CRITIQUE_SEED_OFFSET = 1000  # its synth seeds start at the demo's seed + this, so it is none of the corpus's songs
 DEMO_COSTS = {  # measured on 2 cores (see README "What the demo reaches"); demo_estimate scales them
     "synth_s_per_song_second": 0.02,
-    "train_s_per_step": 0.54,  # five clips (audio_inputs "stems"), with the evaluations during training
+    "train_s_per_step": 0.6,  # five clips (audio_inputs "stems") and their levels, the evaluations during training
     "evaluate_s_per_row": 0.085,  # two decodings
     "fixed_s": 30.0,
     "fixed_bytes": 60_000_000,

@@ -12,6 +12,9 @@ import pytest
 import soundfile as sf
 
 from mixingbuddy.demo import (
+    DEMO_SECONDS,
+    DEMO_SONGS,
+    DEMO_TEST_ROWS_PER_SONG,
     CritiqueMissedError,
     ModelCollapsedError,
     check_critique,
@@ -59,9 +62,9 @@ def test_decoding_table_and_estimate():
                "by_category": {"no_error": {"joint_accuracy": 0.5}}}
     table = decoding_table({"ranked": metrics, "greedy": metrics})
     assert table.splitlines()[2] == "| ranked | 10 | 75.0% | 50.0% | 0.0% | 10.0% |" and len(table.splitlines()) == 4
-    minutes, disk = demo_estimate(100, 60.0, 1000, 2000)
+    minutes, disk = demo_estimate(DEMO_SONGS, DEMO_SECONDS, 800, DEMO_TEST_ROWS_PER_SONG * 120)  # the demo's size
     assert 0 < minutes < 15 and disk < 2e9
-    assert demo_estimate(200, 60.0, 1000, 2000)[1] > 1.9 * disk  # the corpus dominates the disk
+    assert demo_estimate(2 * DEMO_SONGS, DEMO_SECONDS, 800, 2000)[1] > 1.9 * disk  # the corpus dominates the disk
 
 
 def test_flawed_song_raises_one_stem(tmp_path):
