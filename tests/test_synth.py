@@ -145,6 +145,20 @@ def assert_level_set_then_limited(record: dict, stem: str):
     assert expected - reduction - 0.02 <= record["loudness_lufs"][stem] <= expected + 0.02
 
 
+def test_a_silent_stem_records_no_level(monkeypatch):
+    """A stem that renders digital silence where its plan says it plays has no loudness: None, not -inf (which
+    corpus.json could not hold), with or without the mixing chain; it is left silent."""
+    from dataset_builder.synth.mixing import plan_mixing
+    from dataset_builder.synth.plan import plan_song
+
+    monkeypatch.setitem(synth_corpus.RENDERERS, "vocals", lambda plan, rng, n, rate: np.zeros((2, n), np.float32))
+    plan = plan_song(np.random.default_rng(0), "Song", "train", 10.0)
+    for mixing in (None, plan_mixing(np.random.default_rng(1))):
+        pcm, _, levels = synth_corpus.render_song(plan, np.random.SeedSequence(2), 24000 * 10, 24000, mixing=mixing)
+        assert levels["vocals"] is None and not pcm["vocals"].any()
+        assert all(isinstance(levels[stem], float) for stem in STEMS if stem != "vocals")
+
+
 def test_without_the_mixing_chain_levels_are_exactly_the_drawn_ones(tmp_path):
     out = synthesize_corpus(tmp_path / "dry", 2, 10, SEED, mixing_chain=False, progress=False)
     meta = json.loads((out / "corpus.json").read_text())

@@ -75,7 +75,7 @@ def render_song(
     processing), and scaled so its integrated loudness is its nominal loudness plus the song's `levels_db`; then the
     mix bus's limiter gain multiplies every stem alike (so the stems still sum to the limited mix), and the whole
     song is scaled down if the mixture or a stem would peak above −1 dBFS. The levels are those of the result
-    (integrated loudness in LUFS, before PCM rounding; None for a stem that never plays).
+    (integrated loudness in LUFS, before PCM rounding; None for a stem that never plays or is silent).
     """
     fade = np.minimum(1.0, (num_samples - np.arange(num_samples)) / (FADE_OUT_SECONDS * sample_rate)).astype(
         np.float32
@@ -89,8 +89,10 @@ def render_song(
             audio = downmix(audio, channel_axis=0)[None]
         masks[stem] = active_mask(plan, stem, num_samples, sample_rate)
         level = loudness(audio, sample_rate)
-        to_nominal = db_to_gain(NOMINAL_LUFS[stem] + plan.levels_db[stem] - level)
-        stems[stem] = audio * np.float32(to_nominal) if np.isfinite(level) else audio
+        if np.isfinite(level):
+            stems[stem] = audio * np.float32(db_to_gain(NOMINAL_LUFS[stem] + plan.levels_db[stem] - level))
+        else:  # digital silence: nothing to level
+            stems[stem], masks[stem] = audio, np.zeros(num_samples, dtype=bool)
     if mixing is not None:
         bus_gain = bus_limiter_gain(sum(stems.values()), sample_rate, mixing["bus"])  # [samples]
         stems = {stem: audio * bus_gain for stem, audio in stems.items()}
@@ -228,9 +230,8 @@ def synthesize_corpus(
                 sf.write(folder / f"{stem}.wav", audio, sample_rate, subtype="PCM_16")
             mixture = np.sum([x.astype(np.int32) for x in pcm.values()], axis=0).astype(np.int16)
             sf.write(folder / "mixture.wav", mixture, sample_rate, subtype="PCM_16")
-            records.append(
-                {**describe(plan, seconds, song_gain_db, levels), "engine": song_engine(engine, index), "mixing": mixing}
-            )
+            record = describe(plan, seconds, song_gain_db, levels)
+            records.append({**record, "engine": song_engine(engine, index), "mixing": mixing})
         corpus = {
             "generator": "dataset_builder.synth",
             "engine": engine,
