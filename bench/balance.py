@@ -48,22 +48,21 @@ def active_rms_db(audio: np.ndarray, rate: int) -> float:
     return float(10 * np.log10(power[power >= power.max() / 1000].mean() + 1e-20))
 
 
-# Balance conventions another script may level its stems by: a level measure and each stem's level relative to the
-# vocals in a balanced mix.
+# Balance conventions another script may level its stems by: a level measure and each stem's level in a balanced mix
+# (the vocals at -20 in both).
 CONVENTIONS = {
-    # Slakh2100's mixing rule: every source at one integrated loudness (ITU-R BS.1770)
-    "equal-loudness": (loudness, {"bass": 0.0, "drums": 0.0, "other": 0.0}),
+    # Slakh2100's mixing rule: every source at one integrated loudness (ITU-R BS.1770), in LUFS
+    "equal-loudness": (loudness, {"bass": -20.0, "drums": -20.0, "other": -20.0, "vocals": -20.0}),
     # this corpus's convention until 2026-12-07: RMS where a stem plays, vocals and drums -20, bass -21, other -23 dBFS
-    "rms": (active_rms_db, {"bass": -1.0, "drums": 0.0, "other": -3.0}),
+    "rms": (active_rms_db, {"bass": -21.0, "drums": -20.0, "other": -23.0, "vocals": -20.0}),
 }
 
 
 def convention_moves(stems: dict[str, np.ndarray], rate: int, convention: str) -> dict[str, float]:
-    """dB per stem that levels `stems` ([samples, channels] each) by `convention`, the vocals staying where they are."""
-    measure, relative = CONVENTIONS[convention]
-    levels = {stem: measure(audio.T, rate) for stem, audio in stems.items()}
-    return {stem: relative[stem] + levels["vocals"] - levels[stem] if stem in relative and np.isfinite(levels[stem])
-            else 0.0 for stem in STEMS}
+    """dB per stem that levels `stems` ([samples, channels] each) by `convention` (a silent stem stays as it is)."""
+    measure, levels = CONVENTIONS[convention]
+    moves = {stem: levels[stem] - measure(audio.T, rate) for stem, audio in stems.items()}
+    return {stem: move if np.isfinite(move) else 0.0 for stem, move in moves.items()}
 
 
 def rebalance(corpus: Path, out: Path, sd_db: float, moves_db: dict[str, float], seed: int = 0,

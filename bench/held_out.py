@@ -8,14 +8,16 @@ another synth seed, stereo at 44.1 kHz, only `test/`, played by the default Soun
   that stem louder or quieter in a balanced mix; "balanced" means the moved balance (`bench/balance.py`'s
   `rebalance`), so a model that expects the training corpus's balance calls those mixes flawed;
 - `as NAME`: every song's stems levelled by another script's convention (`--convention`, `bench/balance.py`'s
-  CONVENTIONS: `equal-loudness`, Slakh2100's rule; `rms`, this corpus's rule until 2026-12-07).
+  CONVENTIONS: `equal-loudness`, Slakh2100's rule; `rms`, this corpus's rule until 2026-12-07);
+- `midi`, `midi as NAME` (with `--midi-dir`): human-written songs, `bench/midi_songs.py`'s set of that folder's MIDI
+  files, with the balance their arrangers wrote and levelled by each convention.
 Scores each `--model NAME=DIR` with ranked decoding on every test row (or the first `--limit`); models named
 `RECIPE/SEED` are grouped by recipe. Writes `OUT/held_out.json`, `.md` (one row per model, then mean ± sd over each
 recipe's) and `.png`; resumes from the JSON.
 
     .venv/bin/python bench/held_out.py --model seed0=DIR [--model seed1=DIR ...] [--out bench_out/held_out]
         [--soundfont musescore=/usr/share/sounds/sf2/MuseScore_General_Full.sf2] [--move bass=3 bass=-3 ...]
-        [--convention equal-loudness rms] [--limit ROWS]
+        [--convention equal-loudness rms] [--midi-dir /usr/share/games/openttd/baseset/openmsx] [--limit ROWS]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from balance import markdown as balance_table  # noqa: E402
 from balance import CONVENTIONS, rebalanced, score  # noqa: E402
 from generalisation import mean_spread, save_figure, seed_bar  # noqa: E402
+from midi_songs import midi_set  # noqa: E402
 from song_length import held_out_long  # noqa: E402
 
 DEFAULT_MOVES = ("bass=3", "bass=-3", "drums=3", "drums=-3", "vocals=3", "vocals=-3")
@@ -98,7 +101,7 @@ def plot(rows: list[dict], tests: list[str], path: Path) -> None:
     ax.set_ylabel("accuracy (%), ranked")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="lower left")
-    ax.set_title("Held-out 40 s songs as made, played by other SoundFonts, or re-balanced;\n"
+    ax.set_title("Held-out 40 s songs as made, played by other SoundFonts, re-balanced, or human-written (midi);\n"
                  "bars: the mean of each recipe's models, dots: each model", fontsize=9)
     save_figure(fig, path)
 
@@ -114,6 +117,8 @@ def main() -> int:
                         metavar="STEM=DB", help=f"one stem moved in every song (default: {' '.join(DEFAULT_MOVES)})")
     parser.add_argument("--convention", nargs="*", choices=CONVENTIONS, default=list(CONVENTIONS),
                         help="the songs levelled by these conventions (default: all)")
+    parser.add_argument("--midi-dir", type=Path, default=None,
+                        help="also score human-written songs: bench/midi_songs.py's set of this folder's MIDI files")
     parser.add_argument("--limit", type=int, default=None, help="score only the first ROWS rows of each set")
     args = parser.parse_args()
     out = Path(args.out)
@@ -126,6 +131,10 @@ def main() -> int:
         folders[f"{stem}{db:+g}"] = rebalanced(base / "corpus", out / f"{stem}{db:+g}", 0.0, {stem: db})
     for name in args.convention:
         folders[f"as {name}"] = rebalanced(base / "corpus", out / f"as-{name}", 0.0, {}, name)
+    if args.midi_dir:
+        folders["midi"] = midi_set(out / "midi", args.midi_dir)
+        for name in args.convention:
+            folders[f"midi as {name}"] = rebalanced(folders["midi"] / "corpus", out / f"midi-as-{name}", 0.0, {}, name)
     results_path = out / "held_out.json"
     rows = {r["model"]: r for r in json.loads(results_path.read_text())} if results_path.exists() else {}
     for name, model in (spec.rsplit("=", 1) for spec in args.model):
