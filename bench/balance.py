@@ -30,6 +30,7 @@ import soundfile as sf
 
 from dataset_builder import build_dataset
 from dataset_builder.levels import db_to_gain, loudness
+from dataset_builder.synth.corpus import NOMINAL_LUFS
 from mixingbuddy.evaluation.generation import evaluate_split
 from mixingbuddy.files import write_file_atomic
 from mixingbuddy.hub.vocabulary_mixingbuddy import AUDIO_INPUTS, STEMS
@@ -53,6 +54,8 @@ def active_rms_db(audio: np.ndarray, rate: int) -> float:
 CONVENTIONS = {
     # Slakh2100's mixing rule: every source at one integrated loudness (ITU-R BS.1770), in LUFS
     "equal-loudness": (loudness, {"bass": -20.0, "drums": -20.0, "other": -20.0, "vocals": -20.0}),
+    # this corpus's convention since 2026-12-07: loudness, the lead 1 LU on top
+    "loudness": (loudness, NOMINAL_LUFS),
     # this corpus's convention until 2026-12-07: RMS where a stem plays, vocals and drums -20, bass -21, other -23 dBFS
     "rms": (active_rms_db, {"bass": -21.0, "drums": -20.0, "other": -23.0, "vocals": -20.0}),
 }

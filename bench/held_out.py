@@ -8,7 +8,8 @@ another synth seed, stereo at 44.1 kHz, only `test/`, played by the default Soun
   that stem louder or quieter in a balanced mix; "balanced" means the moved balance (`bench/balance.py`'s
   `rebalance`), so a model that expects the training corpus's balance calls those mixes flawed;
 - `as NAME`: every song's stems levelled by another script's convention (`--convention`, `bench/balance.py`'s
-  CONVENTIONS: `equal-loudness`, Slakh2100's rule; `rms`, this corpus's rule until 2026-12-07);
+  CONVENTIONS: `equal-loudness`, Slakh2100's rule; `loudness`, this corpus's rule now; `rms`, its rule until
+  2026-12-07);
 - `midi`, `midi as NAME` (with `--midi-dir`): human-written songs, `bench/midi_songs.py`'s set of that folder's MIDI
   files, with the balance their arrangers wrote and levelled by each convention.
 Scores each `--model NAME=DIR` with ranked decoding on every test row (or the first `--limit`); models named
