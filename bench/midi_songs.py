@@ -140,13 +140,16 @@ def excerpt_start(song_parts: dict[int, Part], stems: dict[str, list[int]], seco
 
 def render(events: list, channels: list[int], start: float, seconds: float, rate: int) -> np.ndarray:
     """The notes of `channels`, with every channel's program and controller changes, from the file's start to
-    `start + seconds`, rendered by a reset synthesizer; the excerpt, float32 [2, samples]."""
+    `start + seconds`, rendered by a reset synthesizer whose percussion channel starts on the standard kit (as a
+    General MIDI device's does); the excerpt, float32 [2, samples]."""
     from tinysoundfont import Sequencer
-    from tinysoundfont.midi import NoteOff, NoteOn
+    from tinysoundfont.midi import Event, NoteOff, NoteOn, ProgramChange
 
     synth, _ = reset_synth(rate)
     sequencer = Sequencer(synth)
-    sequencer.add([e for e in events if not isinstance(e.action, (NoteOn, NoteOff)) or e.channel in channels])
+    drum_kit = Event(ProgramChange(0), channel=PERCUSSION_CHANNEL, persistent=False)  # a reset channel plays piano
+    played = (e for e in events if not isinstance(e.action, (NoteOn, NoteOff)) or e.channel in channels)
+    sequencer.add([drum_kit, *played])
     total = round((start + seconds) * rate)
     frames = np.frombuffer(synth.generate(total), dtype=np.float32).reshape(total, 2)  # [samples, 2]
     synth.callback = None  # the sequencer is done: the synthesizer is the corpus engine's again

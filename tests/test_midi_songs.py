@@ -1,9 +1,10 @@
-"""bench/midi_songs.py's split of a human-written MIDI song into the four stems: which channel becomes which stem,
-and which 40 s of the song is taken."""
+"""bench/midi_songs.py's split of a human-written MIDI song into the four stems (which channel becomes which stem,
+which 40 s of the song is taken) and its rendering of one stem."""
 
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -57,3 +58,16 @@ def test_the_excerpt_starts_where_every_stem_plays():
     stems = midi_songs.assign_stems(parts)
     assert midi_songs.excerpt_start(parts, stems, 40.0) == 30.0
     assert midi_songs.excerpt_start(midi_songs.parts(song(seconds=90.0)), stems, 40.0) == 0.0  # the earliest of equals
+
+
+def test_a_stem_renders_only_its_channels_and_drums_play_a_kit_without_a_program_change():
+    """Files that never select a program on the percussion channel still get drums (a reset synthesizer would play
+    them on the piano), and another channel's notes stay out of the stem."""
+    midi_songs.reset_synth(8000)  # loads the SoundFont; the set-up installs it (a missing one says how to get it)
+    events = sorted(note(9, 36, 0.1) + note(0, 36, 0.1), key=lambda e: e.t)
+    kit = [midi.Event(midi.ProgramChange(0), channel=9, persistent=False)]
+    drums = midi_songs.render(events, [9], 0.0, 1.0, 8000)
+    assert drums.shape == (2, 8000) and np.abs(drums).max() > 0.01
+    assert np.array_equal(drums, midi_songs.render(kit + events, [9], 0.0, 1.0, 8000))
+    piano = midi_songs.render(events, [0], 0.0, 1.0, 8000)  # the same key on a melodic channel: another sound
+    assert np.abs(piano).max() > 0.01 and not np.allclose(drums, piano, atol=1e-3)
