@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 
 from dataset_builder import build_dataset
-from dataset_builder.levels import db_to_gain, loudness
+from dataset_builder.levels import db_to_gain, gain_to_db, loudness
 from dataset_builder.synth.soundfont import reset_synth
 from mixingbuddy.files import write_file_atomic
 from mixingbuddy.hub.vocabulary_mixingbuddy import STEMS
@@ -129,13 +129,10 @@ def excerpt_start(song_parts: dict[int, Part], stems: dict[str, list[int]], seco
     most; the earliest of equals."""
     end = max(max(p.ends) for p in song_parts.values())
     starts = np.arange(0.0, max(end - seconds, 0.0) + 1e-9, EXCERPT_STEP_SECONDS)  # [candidates]
-
-    def notes_in(stem: str, start: float) -> int:
-        return sum(int(np.sum((np.asarray(song_parts[c].starts) >= start) & (np.asarray(song_parts[c].starts)
-                                                                              < start + seconds)))
-                   for c in stems[stem])
-
-    return float(max(starts, key=lambda s: (min(notes_in(stem, s) for stem in STEMS), -s)))
+    strikes = {stem: np.concatenate([song_parts[c].starts for c in channels]) for stem, channels in stems.items()}
+    counts = np.stack([((notes[:, None] >= starts) & (notes[:, None] < starts + seconds)).sum(0)
+                       for notes in strikes.values()])  # [stems, candidates]
+    return float(starts[counts.min(0).argmax()])  # argmax: the first of equals
 
 
 def render(events: list, channels: list[int], start: float, seconds: float, rate: int) -> np.ndarray:
@@ -166,16 +163,17 @@ def write_song(path: Path, folder: Path, rate: int = SAMPLE_RATE, seconds: float
         return None
     start = excerpt_start(song_parts, stems, seconds)
     audio = {stem: render(events, channels, start, seconds, rate) for stem, channels in stems.items()}
+    levels = {stem: loudness(signal, rate) for stem, signal in audio.items()}  # LUFS before the song's gain
     mixture = sum(audio.values())
     peak = max(float(np.abs(x).max()) for x in (mixture, *audio.values()))
-    scale = min(db_to_gain(VOCALS_LUFS - loudness(audio["vocals"], rate)), db_to_gain(-1.0) / peak)
+    scale = min(db_to_gain(VOCALS_LUFS - levels["vocals"]), db_to_gain(-1.0) / peak)
     (folder / path.stem).mkdir(parents=True)
     for name, signal in (*audio.items(), ("mixture", mixture)):
         sf.write(folder / path.stem / f"{name}.wav", (signal * scale).T, rate, subtype="PCM_16")
     return {"file": path.name, "start_seconds": start,
             "stems": {stem: [{"channel": c, "program": song_parts[c].program} for c in channels]
                       for stem, channels in stems.items()},
-            "loudness_lufs": {stem: round(loudness(signal * scale, rate), 2) for stem, signal in audio.items()}}
+            "loudness_lufs": {stem: round(level + gain_to_db(scale), 2) for stem, level in levels.items()}}
 
 
 def midi_corpus(midi_dir: Path, out: Path) -> Path:
